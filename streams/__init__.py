@@ -1,0 +1,1 @@
+"""Kafka: topics, the producer, bounded readers, the dead-letter topic and the client SDK."""

@@ -1,0 +1,87 @@
+"""Shared fixtures. Integration tests share one real broker for the session
+(started by infra/, stopped at the end unless it was already running) and each
+builds its own topics, tables and folders."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.broker import LocalBroker
+from memlake.settings import BrokerSettings, KafkaSettings, Settings
+from streams.admin import TopicSpec, ensure_topics
+
+_REPO = Path(__file__).resolve().parents[1]
+# Apart from a developer's own broker (19092) so that tests never touch it.
+TEST_BROKER_PORT = int(os.environ.get("MEMLAKE_TEST_BROKER_PORT", "29092"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads a developer's MEMLAKE_* settings or reaches a model hub."""
+    for name in list(os.environ):
+        if name.startswith("MEMLAKE_") and name not in {"MEMLAKE_TEST_BROKER_PORT"}:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("MEMLAKE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def broker_settings() -> BrokerSettings:
+    home = Path(os.environ.get("MEMLAKE_TEST_HOME", _REPO / ".memlake-test"))
+    return BrokerSettings(
+        home=home / "kafka",
+        port=TEST_BROKER_PORT,
+        controller_port=TEST_BROKER_PORT + 1,
+    )
+
+
+@pytest.fixture(scope="session")
+def broker(broker_settings: BrokerSettings) -> Iterator[LocalBroker]:
+    """The real Kafka broker (KRaft, from Maven Central jars)."""
+    local = LocalBroker(broker_settings)
+    was_running = local.status().running
+    local.up()
+    yield local
+    if not was_running:
+        local.down()
+
+
+@pytest.fixture
+def kafka(broker: LocalBroker) -> KafkaSettings:
+    """Kafka settings with this test's own events and dead-letter topics, created."""
+    suffix = uuid.uuid4().hex[:10]
+    settings = KafkaSettings(
+        bootstrap=broker.bootstrap,
+        events_topic=f"test.events.{suffix}",
+        dlq_topic=f"test.dlq.{suffix}",
+        partitions=6,
+    )
+    ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture
+def settings(kafka: KafkaSettings, tmp_path: Path) -> Settings:
+    """A whole Settings object pointing at the test broker and folders of this test."""
+    home = tmp_path / "home"
+    return Settings(
+        kafka=kafka,
+        lake={"root": str(home / "lake")},
+        serving={"milvus_uri": str(home / "milvus.db")},
+        training={
+            "mlflow_tracking_uri": f"sqlite:///{home / 'mlflow.db'}",
+            "artifacts_root": str(home / "artifacts"),
+        },
+        governance={"key_store": home / "keys"},
+    )
+
+
+def make_topic(kafka: KafkaSettings, name: str, partitions: int = 1) -> str:
+    ensure_topics(kafka, [TopicSpec(name, partitions)])
+    return name
