@@ -9,7 +9,9 @@ thaws once for a whole sequence, which keeps long replays linear.
 
 Events that are valid but cannot apply (an update to a memory that does not
 exist, an ACL change by a stranger) raise a `RejectedEventError` subclass;
-the state is left unchanged. `fold` collects those instead of stopping.
+the state is left unchanged. `fold` collects those instead of stopping and
+remembers their ids, so that replaying a sequence onto its own result (a
+redelivered batch) changes nothing.
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ class CubeState:
     history: Mapping[str, tuple[Memory, ...]] = field(default_factory=lambda: _EMPTY)
     cube_history: tuple[Cube, ...] = ()
     applied: frozenset[str] = frozenset()
+    # Ids of events `fold` refused: an event id is judged once, so a redelivered
+    # copy of a refused event stays refused even if it could apply by now.
+    refused: frozenset[str] = frozenset()
 
     @property
     def version(self) -> int:
@@ -122,7 +127,7 @@ class FoldResult:
 class _Draft:
     """The mutable working copy handlers write to; never escapes this module."""
 
-    __slots__ = ("applied", "cube", "cube_history", "history", "memories")
+    __slots__ = ("applied", "cube", "cube_history", "history", "memories", "refused", "writes")
 
     def __init__(self, state: CubeState) -> None:
         self.cube = state.cube
@@ -130,6 +135,8 @@ class _Draft:
         self.history: dict[str, tuple[Memory, ...]] = dict(state.history)
         self.cube_history: list[Cube] = list(state.cube_history)
         self.applied: set[str] = set(state.applied)
+        self.refused: set[str] = set(state.refused)
+        self.writes = 0  # memory writes so far: lets `fold` prove a rejection wrote nothing
 
     def freeze(self) -> CubeState:
         return CubeState(
@@ -138,9 +145,11 @@ class _Draft:
             history=MappingProxyType(dict(self.history)),
             cube_history=tuple(self.cube_history),
             applied=frozenset(self.applied),
+            refused=frozenset(self.refused),
         )
 
     def put(self, memory: Memory, *, versioned: bool = True) -> None:
+        self.writes += 1
         self.memories[memory.memory_id] = memory
         if versioned:
             self.history[memory.memory_id] = (*self.history.get(memory.memory_id, ()), memory)
@@ -435,6 +444,9 @@ def _memory_merged(draft: _Draft, event: MemoryMerged, version: int) -> None:
         sources.append(source)
     lineage = tuple(SourceRef(memory_id=s.memory_id, version=s.version) for s in sources)
     survivor = draft.memories.get(event.memory_id)
+    if survivor is not None and survivor.memory_id not in p.sources:
+        # Checked before any write: a rejected event must leave no trace in the draft.
+        raise MemoryExistsError(event.cube_id, event.memory_id, event_id=str(event.event_id))
     tags = tuple(dict.fromkeys((*p.tags, *(t for s in sources for t in s.header.tags))))
     for source in sources:
         if source.memory_id != event.memory_id:
@@ -453,8 +465,6 @@ def _memory_merged(draft: _Draft, event: MemoryMerged, version: int) -> None:
             )
         )
         return
-    if survivor is not None:
-        raise MemoryExistsError(event.cube_id, event.memory_id, event_id=str(event.event_id))
     first = sources[0]
     draft.put(
         Memory(
@@ -542,11 +552,15 @@ def _subject_erased(draft: _Draft, event: SubjectErased, version: int) -> None:
     def about_subject(memory: Memory) -> bool:
         return subject in (memory.subject_id, cube.subject_id)
 
+    def shredded(memory: Memory) -> Memory:
+        # Past versions are marked erased too, so that a rollback to before the
+        # erasure cannot bring back a live memory without content.
+        status = memory.status if memory.status is MemoryStatus.DELETED else MemoryStatus.ERASED
+        return memory.model_copy(update={"content": None, "status": status})
+
     for memory_id, versions in list(draft.history.items()):
         if any(about_subject(m) for m in versions):
-            draft.history[memory_id] = tuple(
-                m.model_copy(update={"content": None}) if about_subject(m) else m for m in versions
-            )
+            draft.history[memory_id] = tuple(shredded(m) if about_subject(m) else m for m in versions)
     for memory in list(draft.memories.values()):
         if about_subject(memory):
             draft.put(_revise(memory, version, event.occurred_at, status=MemoryStatus.ERASED, content=None))
@@ -584,7 +598,7 @@ def memories_at(state: CubeState, cube_version: int) -> dict[str, Memory]:
 def _apply_to_draft(draft: _Draft, event: Event) -> int | None:
     """Apply one event; return the new cube version, or None for a duplicate."""
     event_id = str(event.event_id)
-    if event_id in draft.applied:
+    if event_id in draft.applied or event_id in draft.refused:
         return None
     current = draft.cube.version if draft.cube else 0
     if event.expected_version is not None and event.expected_version != current:
@@ -615,8 +629,9 @@ def apply(state: CubeState, event: Event) -> CubeState:
 def fold(state: CubeState, events: Iterable[Event]) -> FoldResult:
     """Apply events in order; rejected ones are collected, not raised.
 
-    A rejected event leaves no trace in the state: handlers validate before
-    they write, and the draft is restored if one fails half-way.
+    A rejected event leaves no trace in the state but its id in `refused`:
+    handlers validate before they write (a guard below proves it), and a
+    redelivered copy of a refused event is then a duplicate like any other.
     """
     draft = _Draft(state)
     rejected: list[Rejection] = []
@@ -624,16 +639,18 @@ def fold(state: CubeState, events: Iterable[Event]) -> FoldResult:
     for event in events:
         if draft.cube is not None and event.cube_id != draft.cube.cube_id:
             raise ValueError(f"event for cube {event.cube_id!r} folded into cube {draft.cube.cube_id!r}")
-        checkpoint = (draft.cube, len(draft.cube_history))
+        checkpoint = (draft.cube, len(draft.cube_history), draft.writes)
         try:
             version = _apply_to_draft(draft, event)
         except RejectedEventError as e:
             if (
                 draft.cube,
                 len(draft.cube_history),
+                draft.writes,
             ) != checkpoint:  # pragma: no cover - handlers validate first
                 raise AssertionError(f"handler for {event.event_type} wrote before rejecting") from e
             rejected.append(Rejection(event, e))
+            draft.refused.add(str(event.event_id))
             continue
         if version is not None:
             applied.append((event, version))
