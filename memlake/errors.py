@@ -29,6 +29,7 @@ __all__ = [
     "WriteNotConfirmedError",
     "LakeError",
     "SealedContentError",
+    "DatasetError",
 ]
 
 from dataclasses import dataclass
@@ -229,3 +230,12 @@ class LakeError(InfrastructureError):
         self.table = table
         self.problem = problem
         super().__init__(f"lake table {table!r}: {problem}")
+
+
+class DatasetError(MemlakeError):
+    """An evaluation data set (e.g. a LoCoMo-format file) is missing or not in the expected format."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"data set {path}: {problem}")
