@@ -33,6 +33,8 @@ class DeadLetter:
     source_offset: int | None
     event_id: str | None
     failed_at: str
+    # For records that came from a file (bulk ingest): the file; `source_offset` is the line number.
+    source_file: str | None = None
 
     @classmethod
     def invalid(cls, record: Record, error: InvalidEventError, *, stage: str) -> DeadLetter:
@@ -47,6 +49,24 @@ class DeadLetter:
             source_offset=record.offset,
             event_id=_event_id_of(record.value),
             failed_at=_now(),
+        )
+
+    @classmethod
+    def from_file(
+        cls, error: InvalidEventError, *, original: bytes, stage: str, source_file: str, line: int
+    ) -> DeadLetter:
+        """A line of a bulk file (JSON Lines ingest) that is not a valid event."""
+        return cls(
+            reason=error.reason,
+            stage=stage,
+            original=original,
+            key=None,
+            source_topic=None,
+            source_partition=None,
+            source_offset=line,
+            event_id=_event_id_of(original),
+            failed_at=_now(),
+            source_file=source_file,
         )
 
     @classmethod

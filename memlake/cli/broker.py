@@ -36,6 +36,23 @@ def _down(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _status(settings: Settings, args: argparse.Namespace) -> int:
-    status = LocalBroker(settings.broker).status()
+    local = LocalBroker(settings.broker)
+    status = local.status()
     print(status)
-    return 0 if status.running else 3
+    # The configured cluster may be the local broker or an existing one (MEMLAKE_KAFKA_BOOTSTRAP).
+    if not status.running and settings.kafka.bootstrap != local.bootstrap:
+        print(f"local broker not running; memlake writes to {settings.kafka.bootstrap}")
+    elif not status.running:
+        return 3
+    from streams.admin import describe_topics
+
+    for topic in describe_topics(settings.kafka):
+        if not topic.exists or topic.end_offsets is None:
+            print(f"topic {topic.name}: not created (run `memlake up`)")
+            continue
+        print(f"topic {topic.name}: {len(topic.end_offsets)} partitions, {topic.records} records")
+        for partition, end in topic.end_offsets.items():
+            start = (topic.start_offsets or {}).get(partition, 0)
+            trimmed = f" (log starts at {start})" if start else ""
+            print(f"  partition {partition}: end offset {end}{trimmed}")
+    return 0
