@@ -30,6 +30,7 @@ __all__ = [
     "LakeError",
     "SealedContentError",
     "DatasetError",
+    "ModelLoadError",
 ]
 
 from dataclasses import dataclass
@@ -239,3 +240,12 @@ class DatasetError(MemlakeError):
         self.path = path
         self.problem = problem
         super().__init__(f"data set {path}: {problem}")
+
+
+class ModelLoadError(MemlakeError):
+    """The base LLM (or an artifact made for it) could not be loaded from local files."""
+
+    def __init__(self, model: str, problem: str) -> None:
+        self.model = model
+        self.problem = problem
+        super().__init__(f"model {model!r}: {problem}")

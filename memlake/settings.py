@@ -157,6 +157,12 @@ class ModelSettings(_Section):
         default_factory=lambda: Path.home() / ".cache" / "memlake" / "models",
         description="Converted model copies (safetensors) made on first use.",
     )
+    llm_device: str = Field(
+        "auto", description="Device of the base LLM: 'auto' (CUDA when present, else CPU), 'cpu', 'cuda:0'."
+    )
+    llm_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Dtype of the base LLM: 'auto' is bfloat16 on a GPU and float32 on a CPU."
+    )
     openai_base_url: str | None = Field(
         None, description="An OpenAI-compatible endpoint to generate with instead."
     )
