@@ -28,6 +28,7 @@ __all__ = [
     "BrokerUnavailableError",
     "WriteNotConfirmedError",
     "LakeError",
+    "TimeTravelError",
     "SealedContentError",
     "DatasetError",
     "ModelLoadError",
@@ -238,6 +239,15 @@ class DatasetError(MemlakeError):
 
     def __init__(self, path: str, problem: str) -> None:
         self.path = path
+class TimeTravelError(LakeError):
+    """A version or time the lake cannot show: not reached yet, before the start, or vacuumed."""
+
+    def __init__(self, table: str, problem: str, *, cube_id: str | None = None, requested: object = None) -> None:
+        self.cube_id = cube_id
+        self.requested = requested
+        super().__init__(table, problem)
+
+
         self.problem = problem
         super().__init__(f"data set {path}: {problem}")
 

@@ -127,6 +127,19 @@ class LakeSettings(_Section):
     checkpoint_interval: Annotated[int, Field(ge=1)] = Field(
         100, description="Commits between Delta checkpoints."
     )
+    buckets: Annotated[int, Field(ge=1, le=1024)] = Field(
+        8,
+        description="Hash buckets of cube_id partitioning memories, memory_versions and cube_versions "
+        "(fixed when the tables are created).",
+    )
+    log_retention_hours: Annotated[int, Field(ge=1)] = Field(
+        720,
+        description="delta.logRetentionDuration: how long commit logs are kept; "
+        "never less than the rollback window.",
+    )
+    target_file_mb: Annotated[int, Field(ge=1)] = Field(
+        128, description="Target size of the files `memlake lake compact` writes."
+    )
 
 
 class PipelineSettings(_Section):
@@ -138,6 +151,21 @@ class PipelineSettings(_Section):
     )
     follow_interval_s: Annotated[float, Field(gt=0)] = Field(
         0.5, description="Pause between micro-batches in follow mode."
+    )
+    beam_options: list[str] = Field(
+        default_factory=list,
+        description="Extra Beam pipeline options for every job, e.g. "
+        "['--direct_num_workers=2', '--direct_running_mode=multi_processing'].",
+    )
+    fold_shards: Annotated[int, Field(ge=1)] = Field(
+        4, description="Groups of cubes folded in parallel by materialize (each loads its state at once)."
+    )
+    maintenance_every: Annotated[int, Field(ge=0)] = Field(
+        200,
+        description="In follow mode, compact and checkpoint the tables every N micro-batches (0: never).",
+    )
+    read_timeout_s: Annotated[float, Field(gt=0)] = Field(
+        60.0, description="How long a reader waits for a Kafka offset range before it fails."
     )
 
 

@@ -1,0 +1,210 @@
+"""The fold's prior state of a batch's cubes, read from the lake at one consistent cut.
+
+Only what the batch's events can touch is read, so a batch costs in
+proportion to its size, not to the lake's:
+- the cube row, and the memories the events name (ids, merge and
+  transformation sources, accessed ids);
+- for cubes the batch rolls back or erases: every memory, every past version
+  and the cube's history (a rollback reads them all);
+- of the ids already applied or refused, only the batch's own (UUIDv7 ids are
+  time-ordered, so file statistics skip old files).
+The result is a `CubeState` the kernel's fold accepts unchanged; handlers
+never look beyond what is loaded here.
+"""
+
+from __future__ import annotations
+
+__all__ = ["StateRequest", "LoadedState", "load_states", "references"]
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lake.rows import cube_from_json, memory_from_json
+from lake.scan import sql_in, sql_literal
+from lake.schemas import bucket_of
+from lake.snapshot import Cut, Snapshot
+from lake.tables import Lake
+from memlake.events import (
+    CubeRolledBack,
+    Event,
+    MemoryAccessed,
+    MemoryMerged,
+    MemoryTransformed,
+    SubjectErased,
+)
+from memlake.fold import CubeState
+from memlake.model import Cube, Memory
+
+
+@dataclass(frozen=True)
+class StateRequest:
+    """What one cube's batch needs from the lake."""
+
+    cube_id: str
+    memory_ids: frozenset[str] = frozenset()
+    event_ids: frozenset[str] = frozenset()
+    full: bool = False  # everything: the batch rolls the cube back or erases a subject
+
+
+@dataclass(frozen=True)
+class LoadedState:
+    state: CubeState
+    # Versions of memories as loaded, to tell a rewritten past version from an untouched one,
+    # and the event behind each (memory_id, version) loaded.
+    loaded_history: Mapping[str, tuple[Memory, ...]] = field(default_factory=dict)
+    loaded_events: Mapping[tuple[str, int], tuple[str | None, str | None]] = field(default_factory=dict)
+
+
+def references(cube_id: str, events: Sequence[Event]) -> StateRequest:
+    """The state a cube's events need: the memories they name, their ids, whether all of it."""
+    memory_ids: set[str] = set()
+    full = False
+    for event in events:
+        if event.memory_id is not None:
+            memory_ids.add(event.memory_id)
+        if isinstance(event, MemoryAccessed):
+            memory_ids.update(event.payload.memory_ids)
+        elif isinstance(event, MemoryMerged):
+            memory_ids.update(event.payload.sources)
+        elif isinstance(event, MemoryTransformed):
+            memory_ids.update(ref.memory_id for ref in event.payload.sources)
+        elif isinstance(event, CubeRolledBack | SubjectErased):
+            full = True
+    return StateRequest(
+        cube_id,
+        frozenset(memory_ids),
+        frozenset(str(e.event_id) for e in events),
+        full,
+    )
+
+
+def _isin(column: str, values: Iterable[str]) -> pc.Expression:
+    return pc.field(column).isin(pa.array(sorted(set(values)), pa.string()))
+
+
+def load_states(lake: Lake, cut: Cut, requests: Sequence[StateRequest]) -> dict[str, LoadedState]:
+    """Prior states of the requested cubes as of `cut` (empty states where nothing exists)."""
+    if cut.empty or not requests:
+        return {r.cube_id: LoadedState(CubeState()) for r in requests}
+    snap = Snapshot(lake, cut.watermark, dict(cut.versions))
+    buckets = lake.settings.buckets
+    cube_ids = [r.cube_id for r in requests]
+    full_ids = [r.cube_id for r in requests if r.full]
+    wanted = {(r.cube_id, m) for r in requests for m in r.memory_ids}
+    event_ids = [e for r in requests for e in r.event_ids]
+    bucket_filter = _isin("cube_id", cube_ids) & pc.field("bucket").isin(
+        pa.array(sorted({bucket_of(c, buckets) for c in cube_ids}), pa.int32())
+    )
+    bucket_prune = sql_in("bucket", {bucket_of(c, buckets) for c in cube_ids})
+    # UUIDv7 ids grow with time: the batch's range skips files of older events.
+    id_range = (
+        f"event_id >= {sql_literal(min(event_ids))} AND event_id <= {sql_literal(max(event_ids))}"
+        if event_ids
+        else "false"
+    )
+
+    cubes: dict[str, Cube] = {}
+    rows = snap.read(
+        "cubes",
+        columns=["cube_id", "cube_json"],
+        filter=_isin("cube_id", cube_ids),
+        prune=sql_in("cube_id", cube_ids),
+    )
+    for value in rows.column("cube_json").to_pylist():
+        cube = cube_from_json(value)
+        cubes[cube.cube_id] = cube
+
+    memories: dict[str, dict[str, Memory]] = defaultdict(dict)
+    memory_filter = _isin("memory_id", {m for _, m in wanted})
+    if full_ids:
+        memory_filter = memory_filter | _isin("cube_id", full_ids)
+    rows = snap.read(
+        "memories",
+        columns=["cube_id", "memory_id", "memory_json"],
+        filter=bucket_filter & memory_filter,
+        prune=bucket_prune,
+    )
+    full_set = set(full_ids)
+    for cube_id, memory_id, value in zip(
+        rows.column("cube_id").to_pylist(),
+        rows.column("memory_id").to_pylist(),
+        rows.column("memory_json").to_pylist(),
+        strict=True,
+    ):
+        if cube_id in full_set or (cube_id, memory_id) in wanted:
+            memories[cube_id][memory_id] = memory_from_json(value)
+
+    history: dict[str, dict[str, list[tuple[int, Memory]]]] = defaultdict(lambda: defaultdict(list))
+    cube_history: dict[str, list[tuple[int, Cube]]] = defaultdict(list)
+    made_by: dict[str, dict[tuple[str, int], tuple[str | None, str | None]]] = defaultdict(dict)
+    if full_ids:
+        full_filter = _isin("cube_id", full_ids) & pc.field("bucket").isin(
+            pa.array(sorted({bucket_of(c, buckets) for c in full_ids}), pa.int32())
+        )
+        full_prune = sql_in("bucket", {bucket_of(c, buckets) for c in full_ids})
+        rows = snap.read(
+            "memory_versions",
+            columns=["cube_id", "memory_id", "version", "memory_json", "event_id", "event_type"],
+            filter=full_filter,
+            prune=full_prune,
+        )
+        columns = ("cube_id", "memory_id", "version", "memory_json", "event_id", "event_type")
+        for cube_id, memory_id, version, value, event_id, event_type in zip(
+            *(rows.column(c).to_pylist() for c in columns), strict=True
+        ):
+            history[cube_id][memory_id].append((version, memory_from_json(value)))
+            made_by[cube_id][(memory_id, version)] = (event_id, event_type)
+        rows = snap.read(
+            "cube_versions",
+            columns=["cube_id", "version", "cube_json"],
+            filter=full_filter & pc.field("cube_json").is_valid(),
+            prune=full_prune,
+        )
+        for cube_id, version, value in zip(
+            *(rows.column(c).to_pylist() for c in ("cube_id", "version", "cube_json")), strict=True
+        ):
+            cube_history[cube_id].append((version, cube_from_json(value)))
+
+    applied: dict[str, set[str]] = defaultdict(set)
+    refused: dict[str, set[str]] = defaultdict(set)
+    if event_ids:
+        rows = snap.read(
+            "cube_versions",
+            columns=["cube_id", "event_id"],
+            filter=bucket_filter & _isin("event_id", event_ids),
+            prune=f"{bucket_prune} AND {id_range}",
+        )
+        for cube_id, event_id in zip(
+            rows.column("cube_id").to_pylist(), rows.column("event_id").to_pylist(), strict=True
+        ):
+            applied[cube_id].add(event_id)
+        rows = snap.read(
+            "rejected", columns=["cube_id", "event_id"], filter=_isin("event_id", event_ids), prune=id_range
+        )
+        for cube_id, event_id in zip(
+            rows.column("cube_id").to_pylist(), rows.column("event_id").to_pylist(), strict=True
+        ):
+            refused[cube_id].add(event_id)
+
+    out: dict[str, LoadedState] = {}
+    for request in requests:
+        cid = request.cube_id
+        per_memory = {
+            mid: tuple(m for _, m in sorted(versions, key=lambda item: item[0]))
+            for mid, versions in history.get(cid, {}).items()
+        }
+        state = CubeState(
+            cube=cubes.get(cid),
+            memories=MappingProxyType(dict(memories.get(cid, {}))),
+            history=MappingProxyType(dict(per_memory)),
+            cube_history=tuple(c for _, c in sorted(cube_history.get(cid, []), key=lambda item: item[0])),
+            applied=frozenset(applied.get(cid, ())),
+            refused=frozenset(refused.get(cid, ())),
+        )
+        out[cid] = LoadedState(state, per_memory, dict(made_by.get(cid, {})))
+    return out

@@ -1,0 +1,181 @@
+"""Where the tables live and how they are opened: `Lake` is the one entry to every table.
+
+Tables are created on first use with their explicit schema, the change data
+feed on, and retention that keeps at least the rollback window. A local
+folder and an object store (`s3://...` with `storage_options`) work the same
+way. The constructor does no I/O.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Lake", "land_app_id", "materialize_app_id", "WATERMARK_KEY", "EVENTS_KEY"]
+
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lake.schemas import TABLES, TableSpec, spec
+from memlake.errors import ConfigError, LakeError
+from memlake.settings import LakeSettings
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
+
+# Commit metadata every memlake commit carries, so that a table's history says
+# which events-table version each of its versions reflects (`memlake.watermark`)
+# and how many events a land commit added (`memlake.events`).
+WATERMARK_KEY = "memlake.watermark"
+EVENTS_KEY = "memlake.events"
+OFFSETS_KEY = "memlake.offsets"
+
+
+def land_app_id(topic: str, partition: int) -> str:
+    return f"land:{topic}:{partition}"
+
+
+def materialize_app_id(table: str) -> str:
+    return f"materialize:{table}"
+
+
+@contextmanager
+def delta_errors(table: str) -> Iterator[None]:
+    """Translate delta-rs errors into `LakeError` with the table's name."""
+    from deltalake.exceptions import DeltaError
+
+    try:
+        yield
+    except (DeltaError, OSError) as e:
+        raise LakeError(table, f"{type(e).__name__}: {e}") from e
+
+
+class Lake:
+    """The Delta tables under `settings.root`."""
+
+    def __init__(self, settings: LakeSettings) -> None:
+        if settings.log_retention_hours < settings.rollback_window_hours:
+            raise ConfigError(
+                "lake.log_retention_hours",
+                f"{settings.log_retention_hours} h is shorter than the rollback window "
+                f"({settings.rollback_window_hours} h): time travel could not reach it",
+            )
+        self.settings = settings
+        self._created: set[str] = set()
+
+    @property
+    def root(self) -> str:
+        return self.settings.root.rstrip("/")
+
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        return dict(self.settings.storage_options) or None
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.root or self.root.startswith("file://")
+
+    def uri(self, name: str) -> str:
+        spec(name)
+        return f"{self.root}/{name}"
+
+    def configuration(self) -> dict[str, str | None]:
+        s = self.settings
+        return {
+            "delta.enableChangeDataFeed": "true",
+            "delta.checkpointInterval": str(s.checkpoint_interval),
+            "delta.logRetentionDuration": f"interval {s.log_retention_hours} hours",
+            # Files a commit removed stay this long: vacuum never breaks the rollback window.
+            "delta.deletedFileRetentionDuration": f"interval {s.rollback_window_hours} hours",
+        }
+
+    def exists(self, name: str) -> bool:
+        from deltalake import DeltaTable
+
+        with delta_errors(name):
+            return bool(DeltaTable.is_deltatable(self.uri(name), storage_options=self.storage_options))
+
+    def ensure(self, name: str) -> None:
+        """Create the table if it does not exist yet (idempotent, safe against a racing creator)."""
+        from deltalake import DeltaTable
+
+        if name in self._created:
+            return
+        table = spec(name)
+        if self.is_local:
+            Path(self.uri(name).removeprefix("file://")).parent.mkdir(parents=True, exist_ok=True)
+        if not self.exists(name):
+            with delta_errors(name):
+                DeltaTable.create(
+                    self.uri(name),
+                    table.schema,
+                    mode="ignore",  # another process may have created it since we looked
+                    partition_by=list(table.partition_by) or None,
+                    name=name,
+                    description=table.description,
+                    configuration=self.configuration(),
+                    storage_options=self.storage_options,
+                )
+        self._created.add(name)
+
+    def ensure_all(self, names: Iterable[str] = TABLES) -> None:
+        for name in names:
+            self.ensure(name)
+
+    def table(self, name: str, *, version: int | str | datetime | None = None) -> DeltaTable:
+        """Open a table (created first if missing), optionally at a version or a time."""
+        from deltalake import DeltaTable
+
+        self.ensure(name)
+        with delta_errors(name):
+            dt = DeltaTable(self.uri(name), storage_options=self.storage_options)
+            if version is not None:
+                dt.load_as_version(version)
+            return dt
+
+    def spec(self, name: str) -> TableSpec:
+        return spec(name)
+
+    def version(self, name: str) -> int:
+        with delta_errors(name):
+            return int(self.table(name).version())
+
+    def watermark(self, name: str, *, dt: DeltaTable | None = None) -> int:
+        """The last events-table version a derived table reflects (-1 for none)."""
+        dt = dt or self.table(name)
+        with delta_errors(name):
+            value = dt.transaction_version(materialize_app_id(name))
+        return -1 if value is None else int(value)
+
+    def watermarks(self, names: Iterable[str]) -> dict[str, int]:
+        return {name: self.watermark(name) for name in names}
+
+    def land_offsets(
+        self, topic: str, partitions: Iterable[int], *, dt: DeltaTable | None = None
+    ) -> dict[int, int]:
+        """The last offset landed per partition (absent: nothing landed yet)."""
+        dt = dt or self.table("events")
+        out: dict[int, int] = {}
+        with delta_errors("events"):
+            for partition in partitions:
+                value = dt.transaction_version(land_app_id(topic, partition))
+                if value is not None:
+                    out[partition] = int(value)
+        return out
+
+    def commit_log(self, name: str, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """The table's commits, newest first, with memlake's metadata decoded."""
+        with delta_errors(name):
+            history = self.table(name).history(limit)
+        out = []
+        for entry in history:
+            item = dict(entry)
+            if WATERMARK_KEY in item:
+                item[WATERMARK_KEY] = int(item[WATERMARK_KEY])
+            if EVENTS_KEY in item:
+                item[EVENTS_KEY] = int(item[EVENTS_KEY])
+            if OFFSETS_KEY in item and isinstance(item[OFFSETS_KEY], str):
+                item[OFFSETS_KEY] = {int(k): int(v) for k, v in json.loads(item[OFFSETS_KEY]).items()}
+            out.append(item)
+        return out

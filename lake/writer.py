@@ -1,0 +1,186 @@
+"""Exactly-once commits: every write carries its Delta transaction id and is skipped if already applied.
+
+delta-rs does not skip a replayed batch by itself, so each writer reads the
+table's `transaction_version(app_id)` first and writes only what lies past
+it, in one commit that carries the new version:
+
+- land: `app_id = "land:<topic>:<partition>"`, `version` = last offset landed;
+- materialize: `app_id = "materialize:<table>"`, `version` = events-table version.
+
+Each commit also records `memlake.watermark` (and for land the event count and
+offsets) as commit metadata, so that a table's history says which events
+version each of its versions reflects; readers use that to find a consistent
+cut across tables. One committer per table: two land or materialize jobs must
+not run against the same lake at once.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CommitResult", "TableWriter"]
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import pyarrow as pa
+
+from lake.schemas import TableSpec
+from lake.tables import (
+    EVENTS_KEY,
+    OFFSETS_KEY,
+    WATERMARK_KEY,
+    Lake,
+    delta_errors,
+    land_app_id,
+    materialize_app_id,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    table: str
+    rows: int
+    version: int | None  # the table version written; None when skipped
+    reason: str = ""
+
+    @property
+    def skipped(self) -> bool:
+        return self.version is None
+
+
+def _quoted(column: str) -> str:
+    return f'"{column}"'
+
+
+def _key_predicate(table: TableSpec) -> str:
+    return " AND ".join(f"t.{_quoted(k)} = s.{_quoted(k)}" for k in table.keys)
+
+
+def _sorted(data: pa.Table, table: TableSpec) -> pa.Table:
+    """Rows in key order: the same input always gives the same files' content."""
+    if data.num_rows <= 1:
+        return data
+    return data.sort_by([(k, "ascending") for k in table.keys])
+
+
+class TableWriter:
+    """Writes batches to the lake's tables, each exactly once."""
+
+    def __init__(self, lake: Lake) -> None:
+        self._lake = lake
+
+    # -- land ---------------------------------------------------------------------
+
+    def commit_events(self, data: pa.Table, *, topic: str, offsets: Mapping[int, int]) -> CommitResult:
+        """Append landed events in one commit carrying, per partition, the last offset read.
+
+        `offsets` is the last offset each partition's range covered (records after the
+        last valid event may have been dead letters: the range is consumed all the same).
+        Rows at or before an offset already stored are dropped, so a replay changes nothing.
+        """
+        from deltalake import CommitProperties, Transaction, write_deltalake
+
+        lake = self._lake
+        table = lake.spec("events")
+        dt = lake.table("events")
+        stored = lake.land_offsets(topic, offsets, dt=dt)
+        advancing = {p: last for p, last in offsets.items() if last > stored.get(p, -1)}
+        if not advancing:
+            return CommitResult("events", 0, None, "every offset already landed")
+        if data.num_rows:
+            parts = data.column("partition").to_pylist()
+            offs = data.column("offset").to_pylist()
+            mask = [
+                p in advancing and o > stored.get(p, -1) and o <= advancing[p]
+                for p, o in zip(parts, offs, strict=True)
+            ]
+            data = data.filter(pa.array(mask))
+        data = _sorted(data.cast(table.schema), table)
+        properties = CommitProperties(
+            app_transactions=[
+                Transaction(land_app_id(topic, p), last) for p, last in sorted(advancing.items())
+            ],
+            custom_metadata={
+                EVENTS_KEY: str(data.num_rows),
+                OFFSETS_KEY: json.dumps({str(p): last for p, last in sorted(advancing.items())}),
+            },
+        )
+        with delta_errors("events"):
+            write_deltalake(dt, data, mode="append", commit_properties=properties)
+            dt.update_incremental()
+            return CommitResult("events", data.num_rows, int(dt.version()))
+
+    # -- materialize ----------------------------------------------------------------
+
+    def commit_derived(
+        self,
+        name: str,
+        data: pa.Table,
+        *,
+        watermark: int,
+        how: Literal["auto", "merge", "overwrite"] = "auto",
+    ) -> CommitResult:
+        """Write one batch of a derived table, tagged with the events version it reflects.
+
+        `auto` writes the table's own way (append, upsert or counter MERGE); `merge`
+        forces an upsert by key (an erasure rewriting past versions); `overwrite`
+        replaces the whole table (a full refold). Skipped when the table already
+        reflects `watermark` or later.
+        """
+        from deltalake import CommitProperties, Transaction, write_deltalake
+
+        lake = self._lake
+        table = lake.spec(name)
+        dt = lake.table(name)
+        current = lake.watermark(name, dt=dt)
+        if how != "overwrite" and current >= watermark:
+            return CommitResult(name, 0, None, f"already at events version {current}")
+        data = _sorted(data.select(table.schema.names).cast(table.schema), table)
+        properties = CommitProperties(
+            app_transactions=[Transaction(materialize_app_id(name), watermark)],
+            custom_metadata={WATERMARK_KEY: str(watermark)},
+        )
+        with delta_errors(name):
+            if how == "overwrite":
+                write_deltalake(dt, data, mode="overwrite", commit_properties=properties)
+            elif data.num_rows == 0 or (table.mode == "append" and how == "auto"):
+                # An empty commit still moves the watermark: the batch is done for this table.
+                write_deltalake(dt, data, mode="append", commit_properties=properties)
+            elif table.mode == "counter":
+                counts = [c for c in table.schema.names if c not in table.keys]
+                updates = {
+                    c: (
+                        f"greatest(t.{_quoted(c)}, s.{_quoted(c)})"
+                        if pa.types.is_timestamp(table.schema.field(c).type)
+                        else f"t.{_quoted(c)} + s.{_quoted(c)}"
+                    )
+                    for c in counts
+                }
+                (
+                    dt.merge(
+                        data,
+                        _key_predicate(table),
+                        source_alias="s",
+                        target_alias="t",
+                        commit_properties=properties,
+                    )
+                    .when_matched_update(updates)
+                    .when_not_matched_insert_all()
+                    .execute()
+                )
+            else:
+                (
+                    dt.merge(
+                        data,
+                        _key_predicate(table),
+                        source_alias="s",
+                        target_alias="t",
+                        commit_properties=properties,
+                    )
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .execute()
+                )
+            dt.update_incremental()
+            return CommitResult(name, data.num_rows, int(dt.version()))
