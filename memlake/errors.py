@@ -32,6 +32,11 @@ __all__ = [
     "SealedContentError",
     "DatasetError",
     "ModelLoadError",
+    "AuthenticationError",
+    "ConsistencyTimeoutError",
+    "SnapshotUnavailableError",
+    "VectorIndexError",
+    "GenerationError",
 ]
 
 from dataclasses import dataclass
@@ -259,3 +264,52 @@ class ModelLoadError(MemlakeError):
         self.model = model
         self.problem = problem
         super().__init__(f"model {model!r}: {problem}")
+
+
+class AuthenticationError(MemlakeError):
+    """A request carried no API key, or one that is unknown or revoked."""
+
+    def __init__(self, problem: str, *, key_id: str | None = None) -> None:
+        self.problem = problem
+        self.key_id = key_id
+        super().__init__(problem)
+
+
+class ConsistencyTimeoutError(MemlakeError):
+    """A read asked to see a write, and the snapshot did not cover it in time."""
+
+    def __init__(self, *, partition: int, offset: int, waited_s: float, snapshot_version: int) -> None:
+        self.partition = partition
+        self.offset = offset
+        self.waited_s = waited_s
+        self.snapshot_version = snapshot_version
+        super().__init__(
+            f"snapshot {snapshot_version} does not cover partition {partition} offset {offset} "
+            f"after waiting {waited_s:.1f} s"
+        )
+
+
+class SnapshotUnavailableError(InfrastructureError):
+    """The serving tier has no snapshot of the lake to answer from (yet)."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"no snapshot to serve: {problem}")
+
+
+class VectorIndexError(InfrastructureError):
+    """The vector index (Milvus) failed."""
+
+    def __init__(self, uri: str, problem: str) -> None:
+        self.uri = uri
+        self.problem = problem
+        super().__init__(f"vector index at {uri}: {problem}")
+
+
+class GenerationError(InfrastructureError):
+    """The language model (local or an OpenAI-compatible endpoint) failed to answer."""
+
+    def __init__(self, generator: str, problem: str) -> None:
+        self.generator = generator
+        self.problem = problem
+        super().__init__(f"generator {generator}: {problem}")

@@ -196,6 +196,23 @@ class ModelSettings(_Section):
     )
     openai_api_key: str | None = Field(None, description="Key for that endpoint.")
     openai_model: str | None = Field(None, description="Model name at that endpoint.")
+    embed_batch_size: Annotated[int, Field(ge=1, le=4096)] = Field(
+        64, description="Texts embedded per forward pass when the index is filled or kept current."
+    )
+    embed_max_tokens: Annotated[int, Field(ge=8, le=512)] = Field(
+        256, description="Word pieces an embedded text is truncated to (all-MiniLM-L6-v2 was trained at 256)."
+    )
+    embed_threads: Annotated[int | None, Field(ge=1)] = Field(
+        None, description="torch CPU threads of the embedder (None: torch's default)."
+    )
+    generator: Literal["auto", "local", "openai"] = Field(
+        "auto",
+        description="Who generates chat answers: 'local' (base_llm with transformers), 'openai' "
+        "(openai_base_url), 'auto' (openai when openai_base_url is set, else local).",
+    )
+    generation_timeout_s: Annotated[float, Field(gt=0)] = Field(
+        120.0, description="Longest a generation (or a call to the OpenAI-compatible endpoint) may take."
+    )
 
 
 class ServingSettings(_Section):
@@ -208,6 +225,88 @@ class ServingSettings(_Section):
         description="Milvus Lite file, or a Milvus server URI (http://host:19530).",
     )
     milvus_collection: str = Field("memlake_memories", description="Collection holding the memory index.")
+    milvus_token: str | None = Field(None, description="Token (user:password) of a Milvus server.")
+    milvus_partitions: Annotated[int, Field(ge=1, le=1024)] = Field(
+        64,
+        description="Partitions of the collection; a cube's rows live in one (hash of cube_id), "
+        "so a search scans only the partitions of the cubes it reads.",
+    )
+    api_keys_file: Path = Field(
+        default_factory=lambda: default_home() / "api_keys.json",
+        description="API keys (only their SHA-256 digests) and the principal each one acts as.",
+    )
+    follow_interval_s: Annotated[float, Field(gt=0)] = Field(
+        0.25, description="How often the snapshot looks for a newer materialisation of the lake."
+    )
+    embedded_pipeline: bool = Field(
+        False,
+        description="Run land + materialize inside the serving process (one machine); off when a "
+        "separate materializer job keeps the lake current.",
+    )
+    consistency_timeout_s: Annotated[float, Field(gt=0, le=300)] = Field(
+        10.0, description="Longest a `consistency=wait` read blocks for the snapshot to cover a write."
+    )
+    max_body_bytes: Annotated[int, Field(ge=1024)] = Field(
+        1_048_576, description="Largest request body accepted; a larger one is refused with 413."
+    )
+    max_query_chars: Annotated[int, Field(ge=1)] = Field(
+        4096, description="Longest search query or chat message accepted (422 past it)."
+    )
+    max_top_k: Annotated[int, Field(ge=1, le=16384)] = Field(
+        100, description="Largest `top_k` a search may ask for."
+    )
+    max_cubes_per_request: Annotated[int, Field(ge=1)] = Field(
+        32, description="Most cubes one search or chat may read."
+    )
+    candidates: Annotated[int, Field(ge=1, le=16384)] = Field(
+        50, description="Candidates each retriever (dense, lexical) hands to fusion, at least top_k."
+    )
+    rrf_k: Annotated[float, Field(gt=0)] = Field(
+        60.0, description="Reciprocal rank fusion constant: score = sum over retrievers of 1/(rrf_k + rank)."
+    )
+    dense_weight: Annotated[float, Field(ge=0)] = Field(
+        1.0, description="Weight of the dense ranking in fusion."
+    )
+    lexical_weight: Annotated[float, Field(ge=0)] = Field(
+        1.0, description="Weight of the BM25 ranking in fusion."
+    )
+    query_cache_size: Annotated[int, Field(ge=0)] = Field(
+        4096, description="Query embeddings kept (LRU); 0 turns the cache off."
+    )
+    scheduler_policy: Literal["weighted", "semantic", "lru", "lfu", "priority"] = Field(
+        "weighted", description="How the scheduler ranks candidate memories for a chat (docs/serving.md)."
+    )
+    weight_relevance: Annotated[float, Field(ge=0)] = Field(
+        0.55, description="Scheduler weight of relevance to the request (fused retrieval score)."
+    )
+    weight_recency: Annotated[float, Field(ge=0)] = Field(
+        0.20, description="Scheduler weight of recency (last access or update, exponential decay)."
+    )
+    weight_priority: Annotated[float, Field(ge=0)] = Field(
+        0.15, description="Scheduler weight of the memory's governance priority."
+    )
+    weight_frequency: Annotated[float, Field(ge=0)] = Field(
+        0.10, description="Scheduler weight of access frequency (log-scaled access count)."
+    )
+    recency_half_life_hours: Annotated[float, Field(gt=0)] = Field(
+        168.0, description="Age at which the recency score halves."
+    )
+    frequency_saturation: Annotated[int, Field(ge=1)] = Field(
+        100, description="Access count at which the frequency score reaches 1."
+    )
+    context_token_budget: Annotated[int, Field(ge=1)] = Field(
+        768, description="Tokens of memories the scheduler may put in a chat's context."
+    )
+    chat_max_new_tokens: Annotated[int, Field(ge=1, le=8192)] = Field(
+        256, description="Default (and ceiling) of tokens a chat answer may generate."
+    )
+    access_flush_interval_s: Annotated[float, Field(gt=0)] = Field(
+        1.0, description="How often buffered `memory.accessed` events are sent."
+    )
+    access_queue_max: Annotated[int, Field(ge=1)] = Field(
+        100_000,
+        description="Reads buffered for `memory.accessed`; past it the oldest are dropped and counted.",
+    )
 
 
 class TrainingSettings(_Section):
