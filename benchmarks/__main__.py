@@ -1,0 +1,74 @@
+"""`python -m benchmarks run --profile quick|full|tiny [--only NAME ...]` (`make bench`).
+
+Runs every benchmark of the profile, records each under
+`benchmarks/results/<profile>/` and rewrites BENCHMARKS.md. A benchmark that
+fails is reported (its traceback in BENCHMARKS.md) and the others still run;
+the exit status is 1 when any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks._report import render_benchmarks_md
+from benchmarks._runner import PROFILES, discover, run_benchmarks, run_in_process
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run benchmarks and rewrite BENCHMARKS.md")
+    run.add_argument("--profile", choices=PROFILES, default="quick")
+    run.add_argument("--only", action="append", default=[], metavar="NAME", help="run only this benchmark")
+    run.add_argument("--results", type=Path, default=_REPO / "benchmarks" / "results")
+    run.add_argument("--markdown", type=Path, default=_REPO / "BENCHMARKS.md", help="the file to rewrite")
+    run.add_argument("--no-markdown", action="store_true", help="record results only")
+    run.add_argument("--in-process", action="store_true", help="no child process per benchmark")
+    commands.add_parser("list", help="name every benchmark")
+    one = commands.add_parser("one", help=argparse.SUPPRESS)
+    one.add_argument("name")
+    one.add_argument("--profile", choices=PROFILES, required=True)
+    one.add_argument("--out", type=Path, required=True)
+    one.add_argument("--package", default="benchmarks")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "list":
+        print("\n".join(discover()))
+        return 0
+    # Benchmarks never fetch weights from a model hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if args.command == "one":
+        return (
+            0 if run_in_process(args.name, args.profile, args.out, package=args.package).status == "ok" else 1
+        )
+    only = [name for item in args.only for name in item.split(",") if name]
+    command = "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    try:
+        record = run_benchmarks(
+            args.profile, results_root=args.results, only=only, isolate=not args.in_process, command=command
+        )
+    except ValueError as e:
+        print(f"benchmarks: {e}", file=sys.stderr)
+        return 2
+    if not args.no_markdown:
+        args.markdown.write_text(render_benchmarks_md(record))
+        print(f"[bench] wrote {args.markdown}")
+    failed = [o.name for o in record.outcomes if o.status != "ok"]
+    if failed:
+        print(f"[bench] failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
