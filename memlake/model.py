@@ -159,8 +159,9 @@ class Policy(_Value):
     encrypt_content: bool = False
     rollback_by: RoleRule = "owner"
     erase_by: RoleRule = "owner"
+    # Decay (docs/governance.md): None takes the deployment's default (GovernanceSettings).
     decay_half_life_days: Annotated[float | None, Field(gt=0)] = None
-    archive_below_priority: Annotated[float, Field(ge=0, le=1)] = 0.0
+    archive_below_priority: Annotated[float | None, Field(ge=0, le=1)] = None
 
 
 class Sealed(_Value):

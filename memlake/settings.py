@@ -324,11 +324,55 @@ class TrainingSettings(_Section):
 
 
 class GovernanceSettings(_Section):
-    """Encryption keys and erasure."""
+    """Encryption keys, erasure, and the consolidation job's defaults (docs/governance.md)."""
 
     key_store: Path = Field(
         default_factory=lambda: default_home() / "keys",
         description="Folder of per-subject data keys (a KMS in production).",
+    )
+    decay_half_life_days: Annotated[float, Field(gt=0)] = Field(
+        30.0,
+        description="Days after which a memory's effective priority halves without access, where "
+        "the cube's policy sets no half-life.",
+    )
+    archive_below_priority: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.05,
+        description="Active memories whose decayed priority falls below this are archived, where the "
+        "cube's policy sets no threshold (0 turns decay archiving off).",
+    )
+    merge_similarity: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.93,
+        description="Cosine similarity at or above which two memories with the same details "
+        "(numbers, negations) are near-duplicates and merged.",
+    )
+    contradiction_similarity: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.85,
+        description="Cosine similarity at or above which two fact memories whose details differ are "
+        "versions of one fact: the older is archived.",
+    )
+    fact_types: list[str] = Field(
+        default_factory=lambda: ["fact", "preference", "profile"],
+        description="Memory types that state facts and so can contradict each other.",
+    )
+    fact_key_prefix: str = Field(
+        "key:",
+        description="Tag prefix naming the fact a memory states (`key:home_city`): memories with the "
+        "same key are versions of one fact, the newest wins.",
+    )
+    hot_window_days: Annotated[int, Field(ge=1)] = Field(
+        30, description="Days of `usage` that hot-memory selection looks at."
+    )
+    hot_half_life_days: Annotated[float, Field(gt=0)] = Field(
+        7.0, description="Age in days at which a day's reads count half towards a memory's heat."
+    )
+    hot_per_cube: Annotated[int, Field(ge=1)] = Field(
+        32, description="Most hot memories selected per cube for distillation and KV caches."
+    )
+    hot_min_accesses: Annotated[int, Field(ge=1)] = Field(
+        2, description="Reads within the window a memory needs to be selected as hot."
+    )
+    embed_batch_size: Annotated[int, Field(ge=1)] = Field(
+        256, description="Texts per embedding call when consolidation fills its vector cache."
     )
 
 
