@@ -10,7 +10,7 @@ row groups by the Parquet footers, and rows are filtered exactly by `filter`.
 
 from __future__ import annotations
 
-__all__ = ["scan", "sql_in", "sql_literal"]
+__all__ = ["scan", "sql_in", "sql_literal", "without_views"]
 
 import re
 import urllib.parse
@@ -44,6 +44,25 @@ def sql_literal(value: object) -> str:
 def sql_in(column: str, values: Iterable[object]) -> str:
     items = sorted({sql_literal(v) for v in values})
     return f'"{column}" IN ({", ".join(items)})' if items else "false"
+
+
+def _plain(kind: pa.DataType) -> pa.DataType:
+    if kind == pa.string_view():
+        return pa.string()
+    if kind == pa.binary_view():
+        return pa.binary()
+    if pa.types.is_list(kind) or pa.types.is_list_view(kind) or pa.types.is_large_list(kind):
+        return pa.list_(_plain(kind.value_type))
+    if pa.types.is_struct(kind):
+        return pa.struct([f.with_type(_plain(f.type)) for f in kind])
+    return kind
+
+
+def without_views(data: pa.Table) -> pa.Table:
+    """The same table with view types (what delta-rs readers return) cast to plain ones,
+    which every pyarrow kernel and Arrow consumer understands."""
+    schema = pa.schema([f.with_type(_plain(f.type)) for f in data.schema])
+    return data if schema == data.schema else data.cast(schema)
 
 
 def _partition_expression(path: str, table: TableSpec) -> ds.Expression | None:

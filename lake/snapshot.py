@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from lake.scan import scan
+from lake.scan import scan, without_views
 from lake.schemas import STATE_TABLES
 from lake.tables import WATERMARK_KEY, Lake, delta_errors
 from memlake.errors import LakeError
@@ -92,7 +92,7 @@ def changes(
         return pa.table({})
     with delta_errors(name):
         reader = dt.load_cdf(starting_version=after_version + 1, ending_version=end, columns=columns)
-        return pa.RecordBatchReader.from_stream(reader).read_all()
+        return without_views(pa.RecordBatchReader.from_stream(reader).read_all())
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,83 @@
+"""SQL over the lake: DuckDB on Arrow tables read from Delta, optionally as of the past.
+
+Every lake table a query names is registered under its own name (`events`,
+`memories`, `memory_versions`, `cubes`, `cube_versions`, `usage`,
+`rejected`). `as_of` may be an events-table version (the lake as it was
+when that version was materialized: a consistent cut of every table) or a
+point in time (each table's Delta version at that time, which vacuum limits
+to the rollback window).
+"""
+
+from __future__ import annotations
+
+__all__ = ["query", "write_result"]
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+from lake.scan import scan, without_views
+from lake.schemas import DERIVED_TABLES, TABLES
+from lake.snapshot import find_cut
+from lake.tables import Lake, delta_errors
+from memlake.errors import LakeError, TimeTravelError
+
+
+def _named(sql: str) -> list[str]:
+    return [name for name in TABLES if re.search(rf"\b{name}\b", sql, flags=re.IGNORECASE)]
+
+
+def _read(lake: Lake, name: str, as_of: int | datetime | None) -> pa.Table:
+    table = lake.spec(name)
+    if as_of is None:
+        return scan(lake.table(name), table)
+    if isinstance(as_of, datetime):
+        try:
+            return scan(lake.table(name, version=as_of), table)
+        except LakeError as e:
+            raise TimeTravelError(
+                name, f"no version at {as_of.isoformat()}: {e.problem}", requested=as_of
+            ) from e
+    if name == "events":
+        return scan(lake.table(name, version=as_of), table)
+    cut = find_cut(lake, DERIVED_TABLES, at_most=as_of)
+    version = cut.versions[name]
+    if version is None:
+        return table.schema.empty_table()
+    return scan(lake.table(name, version=version), table)
+
+
+def query(lake: Lake, sql: str, *, as_of: int | datetime | None = None) -> pa.Table:
+    """Run one SQL statement over the lake's tables; the result as Arrow."""
+    import duckdb
+
+    connection = duckdb.connect()
+    try:
+        for name in _named(sql):
+            data = _read(lake, name, as_of)
+            connection.register(name, data)
+        try:
+            result = connection.sql(sql).to_arrow_table()
+        except duckdb.Error as e:
+            raise LakeError(", ".join(_named(sql)) or "sql", f"query failed: {e}") from e
+        return without_views(pa.table(result))
+    finally:
+        connection.close()
+
+
+def write_result(data: pa.Table, path: Path) -> None:
+    """Write a result as Parquet (`.parquet`) or CSV (`.csv`)."""
+    suffix = path.suffix.lower()
+    with delta_errors("sql"):
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(data, path)
+        elif suffix == ".csv":
+            import pyarrow.csv as pacsv
+
+            pacsv.write_csv(data, path)
+        else:
+            raise LakeError("sql", f"unknown output format {suffix!r}: use .parquet or .csv")

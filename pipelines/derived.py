@@ -1,0 +1,82 @@
+"""From fold rows to one exactly-once commit per derived table.
+
+Each table is written on its own, at its own watermark: a table already at
+the batch's events version is skipped; an append or counter table that is
+partly there (it was restored, or a crash hit between two tables' commits)
+takes only the rows of events past its watermark. Upsert tables take final
+states, which are right whatever the table held before.
+"""
+
+from __future__ import annotations
+
+__all__ = ["rows_table", "commit_table", "EV_FIELD"]
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lake.schemas import spec
+from lake.tables import Lake
+from lake.writer import CommitResult, TableWriter
+from pipelines.folding import EV
+
+EV_FIELD = pa.field(EV, pa.int64())
+
+
+def _schema(name: str) -> pa.Schema:
+    table = spec(name)
+    return table.schema if table.mode == "upsert" else table.schema.append(EV_FIELD)
+
+
+def rows_table(name: str, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """Fold rows of one table as Arrow (with `_ev` for append and counter tables)."""
+    schema = _schema(name)
+    rows = list(rows)
+    return pa.table({f.name: [r[f.name] for r in rows] for f in schema}, schema=schema)
+
+
+def _aggregate_counts(name: str, data: pa.Table) -> pa.Table:
+    table = spec(name)
+    if data.num_rows == 0:
+        return data.select(table.schema.names)
+    grouped = data.group_by(list(table.keys), use_threads=False).aggregate(
+        [("access_count", "sum"), ("last_accessed_at", "max")]
+    )
+    grouped = grouped.rename_columns(
+        [
+            {"access_count_sum": "access_count", "last_accessed_at_max": "last_accessed_at"}.get(c, c)
+            for c in grouped.column_names
+        ]
+    )
+    return grouped.select(table.schema.names).cast(table.schema)
+
+
+def commit_table(
+    lake: Lake,
+    name: str,
+    parts: Iterable[pa.Table],
+    *,
+    watermark: int,
+    overwrite: bool = False,
+    rewrites: bool = False,
+) -> CommitResult:
+    """Commit one batch of one derived table: the rows it still lacks, tagged `watermark`."""
+    table = spec(name)
+    schema = _schema(name)
+    tables = [p for p in parts if p.num_rows]
+    data = pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
+    current = lake.watermark(name)
+    if not overwrite and current >= watermark:
+        return CommitResult(name, 0, None, f"already at events version {current}")
+    if table.mode != "upsert":
+        if not overwrite and current >= 0:
+            data = data.filter(pc.greater(data.column(EV), current))
+        data = data.drop_columns([EV])
+    if table.mode == "counter":
+        data = _aggregate_counts(name, data)
+    how: Literal["auto", "merge", "overwrite"] = (
+        "overwrite" if overwrite else ("merge" if rewrites else "auto")
+    )
+    return TableWriter(lake).commit_derived(name, data, watermark=watermark, how=how)

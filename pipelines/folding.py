@@ -1,0 +1,199 @@
+"""Fold one cube's new events onto its prior state and turn the result into table rows.
+
+Pure: no I/O. The same prior state and events always give the same rows,
+which is what lets every derived table be written independently (each with
+its own watermark) and repaired by re-running after a crash.
+
+Rows of the append and counter tables carry `_ev`, the events-table version
+of the event they come from: a table that already reflects that version
+skips them. Rows of the upsert tables (`memories`, `cubes`) are final states
+and are idempotent by key.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LoggedEvent", "CubeRows", "fold_cube", "EV"]
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lake.rows import cube_row, memory_row, memory_version_row
+from lake.schemas import bucket_of
+from lake.state import LoadedState
+from memlake.events import Event, MemoryAccessed, SubjectErased
+from memlake.fold import fold
+from memlake.model import Cube
+
+EV = "_ev"  # the events-table version a row comes from
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """An event with where it sits: in the events table and in Kafka."""
+
+    event: Event
+    raw: str
+    events_version: int
+    topic: str
+    partition: int
+    offset: int
+    logged_at: datetime
+
+    @property
+    def order(self) -> tuple[int, int, int]:
+        # Log order of a cube: its key pins it to one partition, so offsets order it;
+        # the events version breaks ties for records landed twice.
+        return (self.partition, self.offset, self.events_version)
+
+
+@dataclass
+class CubeRows:
+    memories: list[dict[str, Any]] = field(default_factory=list)
+    memory_versions: list[dict[str, Any]] = field(default_factory=list)
+    rewrites_history: bool = False  # an erasure changed versions already in the lake
+    cubes: list[dict[str, Any]] = field(default_factory=list)
+    cube_versions: list[dict[str, Any]] = field(default_factory=list)
+    usage: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    applied: int = 0
+    duplicates: int = 0
+
+    def table(self, name: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = getattr(self, name)
+        return rows
+
+
+def _same_cube(a: Cube, b: Cube) -> bool:
+    """Equal but for the version number: nothing about the cube itself changed."""
+    return a.model_copy(update={"version": b.version}) == b
+
+
+def fold_cube(
+    loaded: LoadedState,
+    events: Sequence[LoggedEvent],
+    *,
+    buckets: int,
+) -> CubeRows:
+    """Fold a cube's events (in log order) onto its loaded state; the rows every table gets."""
+    ordered = sorted(events, key=lambda e: e.order)
+    prior = loaded.state
+    result = fold(prior, [e.event for e in ordered])
+    state = result.state
+    rows = CubeRows()
+    rows.applied = len(result.applied)
+    rows.duplicates = len(ordered) - len(result.applied) - len(result.rejected)
+
+    first_copy: dict[str, LoggedEvent] = {}
+    for logged in ordered:
+        first_copy.setdefault(str(logged.event.event_id), logged)
+    by_version: dict[int, LoggedEvent] = {
+        version: first_copy[str(event.event_id)] for event, version in result.applied
+    }
+    erasures = [
+        first_copy[str(event.event_id)].events_version
+        for event, _ in result.applied
+        if isinstance(event, SubjectErased)
+    ]
+
+    for memory_id, memory in state.memories.items():
+        if prior.memories.get(memory_id) != memory:
+            rows.memories.append(memory_row(memory, buckets=buckets))
+
+    for memory_id, versions in state.history.items():
+        before = loaded.loaded_history.get(memory_id, ())
+        for index, memory in enumerate(versions):
+            if index < len(before):
+                if before[index] == memory:
+                    continue
+                # A past version rewritten in place (erasure): same event, new content.
+                rows.rewrites_history = True
+                event_id, event_type = loaded.loaded_events.get((memory_id, memory.version), (None, None))
+                row = memory_version_row(memory, None, buckets=buckets)
+                row["event_id"], row["event_type"] = event_id, event_type
+                row[EV] = max(erasures)
+            else:
+                source = by_version[memory.cube_version]
+                row = memory_version_row(memory, source.event, buckets=buckets)
+                row[EV] = source.events_version
+            rows.memory_versions.append(row)
+
+    if state.cube is not None and state.cube != prior.cube:
+        rows.cubes.append(cube_row(state.cube))
+
+    previous = prior.cube
+    new_cubes = {c.version: c for c in state.cube_history[len(prior.cube_history) :]}
+    bucket = None
+    for event, version in result.applied:
+        logged = by_version[version]
+        cube = new_cubes[version]
+        changed = previous is None or not _same_cube(previous, cube)
+        if bucket is None:
+            bucket = bucket_of(event.cube_id, buckets)
+        rows.cube_versions.append(
+            {
+                "bucket": bucket,
+                "cube_id": event.cube_id,
+                "version": version,
+                "event_id": str(event.event_id),
+                "event_type": event.type,
+                "memory_id": event.memory_id,
+                "actor": event.actor.principal,
+                "occurred_at": event.occurred_at,
+                "logged_at": logged.logged_at,
+                "topic": logged.topic,
+                "partition": logged.partition,
+                "offset": logged.offset,
+                "cube_json": cube.model_dump_json() if changed else None,
+                EV: logged.events_version,
+            }
+        )
+        previous = cube
+        if isinstance(event, MemoryAccessed):
+            rows.usage.extend(_usage(event, version, logged, prior_ids=prior.memories, state=state))
+
+    for rejection in result.rejected:
+        logged = first_copy[str(rejection.event.event_id)]
+        event = rejection.event
+        rows.rejected.append(
+            {
+                "event_id": str(event.event_id),
+                "cube_id": event.cube_id,
+                "memory_id": event.memory_id,
+                "event_type": event.type,
+                "error": type(rejection.error).__name__,
+                "reason": rejection.reason,
+                "topic": logged.topic,
+                "partition": logged.partition,
+                "offset": logged.offset,
+                "occurred_at": event.occurred_at,
+                "event_json": logged.raw,
+                EV: logged.events_version,
+            }
+        )
+    return rows
+
+
+def _usage(
+    event: MemoryAccessed, version: int, logged: LoggedEvent, *, prior_ids: Any, state: Any
+) -> list[dict[str, Any]]:
+    """One usage row per memory the read counted: those that existed when it happened."""
+    out = []
+    day = event.occurred_at.astimezone(UTC).date()
+    for memory_id in dict.fromkeys(event.payload.memory_ids):
+        existed = memory_id in prior_ids or (
+            memory_id in state.history and state.history[memory_id][0].cube_version < version
+        )
+        if existed:
+            out.append(
+                {
+                    "day": day,
+                    "cube_id": event.cube_id,
+                    "memory_id": memory_id,
+                    "access_count": 1,
+                    "last_accessed_at": event.occurred_at,
+                    EV: logged.events_version,
+                }
+            )
+    return out

@@ -1,0 +1,202 @@
+"""land: Kafka offset ranges -> the `events` table, exactly once.
+
+The graph: a `Create` of the batch's offset ranges (planned from the offsets
+already landed, stored as Delta transaction ids) -> a reading `ParDo`
+(kafka-python, bounded ranges) -> triage (valid events become rows, the rest
+dead letters) -> dead letters to the dead-letter topic -> one commit of the
+rows carrying `Transaction("land:<topic>:<partition>", last offset)` per
+partition. The commit waits for the dead letters to be confirmed, so a
+crash can send a dead letter twice (at-least-once, each carries its source
+offset) but never lose one; the events themselves land exactly once.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Land", "LandResult", "plan_land", "run_land"]
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.metrics.metric import Metrics
+from apache_beam.transforms import combiners
+
+from lake.rows import event_row, to_table
+from lake.schemas import EVENTS
+from lake.tables import Lake
+from lake.writer import CommitResult, TableWriter
+from memlake.settings import KafkaSettings, LakeSettings, Settings
+from pipelines.options import metric, pipeline_options
+from streams.dead_letters import DeadLetter, DeadLetterWriter
+from streams.reader import OffsetRange, Record, end_offsets, plan_ranges, read_range
+from streams.triage import triage
+
+_NS = "memlake.land"
+
+
+@dataclass(frozen=True)
+class LandResult:
+    ranges: tuple[OffsetRange, ...]
+    events: int
+    dead_letters: int
+    events_version: int  # the events table's version after the run
+
+    @property
+    def records(self) -> int:
+        return sum(r.size for r in self.ranges)
+
+
+class ReadRanges(beam.DoFn):
+    """One offset range -> lists of records (chunks keep per-element overhead low)."""
+
+    def __init__(self, kafka: KafkaSettings, *, chunk: int = 2000, timeout_s: float = 60.0) -> None:
+        self._kafka = kafka
+        self._chunk = chunk
+        self._timeout_s = timeout_s
+        self._records = Metrics.counter(_NS, "records")
+
+    def process(self, span: OffsetRange) -> Iterator[list[Record]]:
+        chunk: list[Record] = []
+        for record in read_range(self._kafka, span, timeout_s=self._timeout_s):
+            chunk.append(record)
+            if len(chunk) >= self._chunk:
+                self._records.inc(len(chunk))
+                yield chunk
+                chunk = []
+        if chunk:
+            self._records.inc(len(chunk))
+            yield chunk
+
+
+class Triage(beam.DoFn):
+    """Records -> an Arrow table of valid events (main) and dead letters (tagged "dead")."""
+
+    DEAD = "dead"
+
+    def __init__(self) -> None:
+        self._dead = Metrics.counter(_NS, "dead_letters")
+
+    def process(self, records: list[Record]) -> Iterator[Any]:
+        good, bad = triage(records, stage="land")
+        rows = [
+            event_row(
+                event,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                timestamp_ms=record.timestamp_ms,
+                raw=record.value or b"",
+            )
+            for record, event in good
+        ]
+        yield to_table(EVENTS, rows)
+        self._dead.inc(len(bad))
+        for letter in bad:
+            yield beam.pvalue.TaggedOutput(self.DEAD, letter)
+
+
+class SendDeadLetters(beam.DoFn):
+    """All of the batch's dead letters -> the dead-letter topic; yields how many were confirmed."""
+
+    def __init__(self, kafka: KafkaSettings, *, send: bool = True) -> None:
+        self._kafka = kafka
+        self._send = send
+
+    def process(self, letters: list[DeadLetter]) -> Iterator[int]:
+        if not letters or not self._send:
+            # A rebuild reads records that were dead-lettered already: it only counts them.
+            yield 0
+            return
+        ordered = sorted(letters, key=lambda d: (d.source_partition or 0, d.source_offset or 0))
+        with DeadLetterWriter(self._kafka) as writer:
+            yield writer.send(ordered)
+
+
+class CommitEvents(beam.DoFn):
+    """Every table of the batch -> one Delta commit with a transaction id per partition."""
+
+    def __init__(self, lake: LakeSettings, topic: str, offsets: dict[int, int]) -> None:
+        self._lake = lake
+        self._topic = topic
+        self._offsets = offsets
+        self._landed = Metrics.counter(_NS, "events")
+
+    def process(self, tables: list[pa.Table], dead_letters_sent: int) -> Iterator[CommitResult]:
+        parts = [t for t in tables if t.num_rows]
+        data = pa.concat_tables(parts) if parts else EVENTS.schema.empty_table()
+        result = TableWriter(Lake(self._lake)).commit_events(data, topic=self._topic, offsets=self._offsets)
+        self._landed.inc(result.rows)
+        yield result
+
+
+class Land(beam.PTransform):  # type: ignore[type-arg]
+    """The land graph for a fixed set of offset ranges."""
+
+    def __init__(
+        self, settings: Settings, ranges: Sequence[OffsetRange], *, send_dead_letters: bool = True
+    ) -> None:
+        super().__init__()
+        self._settings = settings
+        self._ranges = list(ranges)
+        self._send = send_dead_letters
+
+    def expand(self, pbegin: Any) -> Any:
+        s = self._settings
+        offsets = {r.partition: r.end - 1 for r in self._ranges}
+        chunks = (
+            pbegin
+            | "Ranges" >> beam.Create(self._ranges)
+            | "Spread" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(ReadRanges(s.kafka, timeout_s=s.pipelines.read_timeout_s))
+        )
+        triaged = chunks | "Triage" >> beam.ParDo(Triage()).with_outputs(Triage.DEAD, main="events")
+        sent = (
+            triaged[Triage.DEAD]
+            | "CollectDeadLetters" >> combiners.ToList()
+            | "SendDeadLetters" >> beam.ParDo(SendDeadLetters(s.kafka, send=self._send))
+        )
+        return (
+            triaged["events"]
+            | "CollectEvents" >> combiners.ToList()
+            | "Commit"
+            >> beam.ParDo(
+                CommitEvents(s.lake, s.kafka.events_topic, offsets),
+                dead_letters_sent=beam.pvalue.AsSingleton(sent),
+            )
+        )
+
+
+def plan_land(settings: Settings, lake: Lake) -> list[OffsetRange]:
+    """The next batch: from just after the stored offsets, at most `batch_max_events` records."""
+    topic = settings.kafka.events_topic
+    partitions = sorted(end_offsets(settings.kafka, topic))
+    stored = lake.land_offsets(topic, partitions)
+    per_partition = max(1, math.ceil(settings.pipelines.batch_max_events / max(1, len(partitions))))
+    return plan_ranges(settings.kafka, topic, after=stored, max_per_partition=per_partition)
+
+
+def run_land(
+    settings: Settings,
+    *,
+    ranges: Sequence[OffsetRange] | None = None,
+    beam_args: Sequence[str] = (),
+    send_dead_letters: bool = True,
+) -> LandResult:
+    """Land one batch (the planned one, or the `ranges` given, e.g. to replay them)."""
+    lake = Lake(settings.lake)
+    lake.ensure("events")
+    spans = list(ranges) if ranges is not None else plan_land(settings, lake)
+    if not spans:
+        return LandResult((), 0, 0, lake.version("events"))
+    with beam.Pipeline(options=pipeline_options(settings.pipelines, beam_args)) as pipeline:
+        _ = pipeline | "Land" >> Land(settings, spans, send_dead_letters=send_dead_letters)
+    result = pipeline.result
+    return LandResult(
+        tuple(spans),
+        metric(result, _NS, "events"),
+        metric(result, _NS, "dead_letters"),
+        lake.version("events"),
+    )

@@ -1,0 +1,312 @@
+"""materialize: new versions of `events` -> memories, memory_versions, cubes, cube_versions, usage, rejected.
+
+The graph: a `Create` of events-table version ranges -> a reading `ParDo`
+(the change data feed of those versions) -> key by cube -> `GroupByKey` ->
+shards of cubes -> `GroupByKey` -> fold each cube's events in log order onto
+its prior state, loaded once per shard from the lake at one consistent cut
+-> rows keyed by table -> one commit per table, each carrying
+`Transaction("materialize:<table>", events version)`.
+
+Exactly once, crash or not: the prior state is read at a cut where every
+state table reflects the same events version `w`, and the batch is `(w, end]`.
+A table already at `end` is skipped; an append or counter table part-way
+(a crash between two tables' commits, or a `restore`) takes only the rows of
+events past its own watermark; upsert tables take final states. So the next
+run repairs whatever a crash left, and nothing is applied twice (the fold
+also drops events whose ids it has applied or refused before).
+If the change data feed of `(w, end]` is gone (vacuumed), the whole log is
+refolded from the events table and every derived table overwritten.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Materialize", "MaterializePlan", "MaterializeResult", "plan_materialize", "run_materialize"]
+
+import zlib
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.metrics.metric import Metrics
+
+from lake.scan import scan, without_views
+from lake.schemas import DERIVED_TABLES, EVENTS, STATE_TABLES
+from lake.snapshot import Cut, find_cut
+from lake.state import load_states, references
+from lake.tables import EVENTS_KEY, Lake, delta_errors
+from lake.writer import CommitResult
+from memlake.errors import InvalidEventError, LakeError
+from memlake.events import parse_event
+from memlake.settings import LakeSettings, Settings
+from pipelines.derived import commit_table, rows_table
+from pipelines.folding import EV, CubeRows, LoggedEvent, fold_cube
+from pipelines.options import metric, pipeline_options
+
+_NS = "memlake.materialize"
+_READ_COLUMNS = ["cube_id", "topic", "partition", "offset", "logged_at", "event_json"]
+# One row of the events table on its way to the fold: (events version, topic, partition,
+# offset, logged_at in µs, event JSON). Plain tuples keep Beam's coders fast.
+Row = tuple[int, str, int, int, int, str]
+
+
+@dataclass(frozen=True)
+class MaterializePlan:
+    cut: Cut  # the prior state: every state table at events version `cut.watermark`
+    end: int  # the last events version of the batch (its watermark)
+    chunks: tuple[tuple[int, int], ...]  # events versions to read, [first, last]
+    refold: bool = False  # the feed is gone: read every event, overwrite every table
+    events: int = 0  # events the batch holds, by the land commits' metadata
+
+    @property
+    def start(self) -> int:
+        return self.cut.watermark + 1
+
+
+@dataclass(frozen=True)
+class MaterializeResult:
+    plan: MaterializePlan | None
+    events: int = 0
+    applied: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    commits: int = 0
+
+    @property
+    def watermark(self) -> int | None:
+        return self.plan.end if self.plan else None
+
+
+def _chunks(first: int, last: int, parts: int) -> tuple[tuple[int, int], ...]:
+    count = last - first + 1
+    size = max(1, -(-count // max(1, parts)))
+    return tuple((a, min(last, a + size - 1)) for a in range(first, last + 1, size))
+
+
+def _feed_available(lake: Lake, first: int) -> bool:
+    """Whether the change data feed still reaches back to events version `first`."""
+    dt = lake.table("events")
+    try:
+        with delta_errors("events"):
+            reader = dt.load_cdf(starting_version=first, ending_version=first, columns=["event_id"])
+            pa.RecordBatchReader.from_stream(reader).read_all()
+    except LakeError:
+        return False
+    return True
+
+
+def plan_materialize(lake: Lake, *, max_events: int, shards: int = 4) -> MaterializePlan | None:
+    """The next batch, or None when every derived table reflects the newest events version."""
+    lake.ensure_all()
+    latest = lake.version("events")
+    marks = lake.watermarks(DERIVED_TABLES)
+    if min(marks.values()) >= latest:
+        return None
+    cut = find_cut(lake, STATE_TABLES, at_most=min(marks.values()))
+    first = cut.watermark + 1
+    if not _feed_available(lake, first):
+        empty = Cut(-1, dict.fromkeys(STATE_TABLES))
+        return MaterializePlan(empty, latest, ((0, latest),), refold=True)
+    counts = {
+        int(entry["version"]): int(entry.get(EVENTS_KEY, 0))
+        for entry in lake.commit_log("events", limit=latest - cut.watermark)
+    }
+    end, total = first, 0
+    for version in range(first, latest + 1):
+        if version > first and total + counts.get(version, 0) > max_events:
+            break
+        total += counts.get(version, 0)
+        end = version
+    return MaterializePlan(cut, end, _chunks(first, end, shards), events=total)
+
+
+class ReadEvents(beam.DoFn):
+    """A range of events versions -> (cube_id, [rows]) per cube, in the order they were read."""
+
+    def __init__(self, lake: LakeSettings, plan: MaterializePlan) -> None:
+        self._lake = lake
+        self._plan = plan
+        self._events = Metrics.counter(_NS, "events")
+
+    def _read(self, first: int, last: int) -> pa.Table:
+        lake = Lake(self._lake)
+        if self._plan.refold:
+            dt = lake.table("events", version=self._plan.end)
+            data = scan(dt, EVENTS, columns=_READ_COLUMNS)
+            return data.append_column(EV, pa.array([self._plan.end] * data.num_rows, pa.int64()))
+        dt = lake.table("events", version=last)
+        with delta_errors("events"):
+            # No column selection: delta-rs builds SQL from the names, and "partition"
+            # and "offset" are keywords there.
+            reader = dt.load_cdf(starting_version=first, ending_version=last)
+            data = without_views(pa.RecordBatchReader.from_stream(reader).read_all())
+        data = data.filter(pc.equal(data.column("_change_type"), "insert"))
+        return data.append_column(EV, data.column("_commit_version").cast(pa.int64()))
+
+    def process(self, span: tuple[int, int]) -> Iterator[tuple[str, list[Row]]]:
+        data = self._read(*span)
+        self._events.inc(data.num_rows)
+        by_cube: dict[str, list[Row]] = defaultdict(list)
+        columns = [
+            data.column(EV).to_pylist(),
+            data.column("topic").cast(pa.string()).to_pylist(),
+            data.column("partition").to_pylist(),
+            data.column("offset").to_pylist(),
+            data.column("logged_at").cast(pa.int64()).to_pylist(),
+            data.column("event_json").cast(pa.string()).to_pylist(),
+        ]
+        for cube_id, *row in zip(data.column("cube_id").cast(pa.string()).to_pylist(), *columns, strict=True):
+            by_cube[cube_id].append(tuple(row))
+        yield from by_cube.items()
+
+
+def _shard(item: tuple[str, Any], shards: int) -> tuple[int, tuple[str, list[Any]]]:
+    cube_id, parts = item
+    return zlib.crc32(cube_id.encode()) % shards, (cube_id, list(parts))
+
+
+class FoldShard(beam.DoFn):
+    """A shard of cubes -> rows per table; prior states are loaded once for the whole shard."""
+
+    def __init__(self, lake: LakeSettings, plan: MaterializePlan) -> None:
+        self._lake = lake
+        self._plan = plan
+        self._applied = Metrics.counter(_NS, "applied")
+        self._rejected = Metrics.counter(_NS, "rejected")
+        self._duplicates = Metrics.counter(_NS, "duplicates")
+
+    def process(self, element: tuple[int, Any]) -> Iterator[tuple[str, tuple[pa.Table, bool]]]:
+        _, groups = element
+        lake = Lake(self._lake)
+        logged: dict[str, list[LoggedEvent]] = defaultdict(list)
+        unreadable: list[dict[str, Any]] = []
+        for cube_id, parts in groups:
+            for rows in parts:
+                for row in rows:
+                    ev, topic, partition, offset, logged_us, raw = row
+                    try:
+                        event = parse_event(raw)
+                    except InvalidEventError as e:
+                        # Landed under an older reader; it stays in the log and is recorded.
+                        unreadable.append(_unreadable(e, cube_id, row))
+                        continue
+                    at = datetime.fromtimestamp(logged_us / 1_000_000, tz=UTC)
+                    logged[cube_id].append(LoggedEvent(event, raw, ev, topic, partition, offset, at))
+        requests = [references(cube_id, [e.event for e in events]) for cube_id, events in logged.items()]
+        states = load_states(lake, self._plan.cut, requests)
+        out = CubeRows()
+        out.rejected.extend(unreadable)
+        for cube_id in sorted(logged):
+            rows = fold_cube(states[cube_id], logged[cube_id], buckets=lake.settings.buckets)
+            for name in DERIVED_TABLES:
+                out.table(name).extend(rows.table(name))
+            out.rewrites_history |= rows.rewrites_history
+            self._applied.inc(rows.applied)
+            self._rejected.inc(len(rows.rejected))
+            self._duplicates.inc(rows.duplicates)
+        for name in DERIVED_TABLES:
+            rewrites = out.rewrites_history and name == "memory_versions"
+            yield name, (rows_table(name, out.table(name)), rewrites)
+
+
+def _unreadable(error: InvalidEventError, cube_id: str, row: Row) -> dict[str, Any]:
+    ev, topic, partition, offset, _, raw = row
+    return {
+        "event_id": f"unreadable:{topic}:{partition}:{offset}",
+        "cube_id": cube_id,
+        "memory_id": None,
+        "event_type": error.event_type,
+        "error": type(error).__name__,
+        "reason": error.reason,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "occurred_at": None,
+        "event_json": raw,
+        EV: ev,
+    }
+
+
+class CommitTables(beam.DoFn):
+    """(table, rows of every shard) -> one commit of that table at the batch's watermark."""
+
+    def __init__(self, lake: LakeSettings, plan: MaterializePlan) -> None:
+        self._lake = lake
+        self._plan = plan
+        self._commits = Metrics.counter(_NS, "commits")
+
+    def process(
+        self, element: tuple[str, tuple[list[Any], list[tuple[pa.Table, bool]]]]
+    ) -> Iterator[CommitResult]:
+        name, (_, parts) = element
+        result = commit_table(
+            Lake(self._lake),
+            name,
+            [table for table, _ in parts],
+            watermark=self._plan.end,
+            overwrite=self._plan.refold,
+            rewrites=any(flag for _, flag in parts),
+        )
+        if not result.skipped:
+            self._commits.inc()
+        yield result
+
+
+class Materialize(beam.PTransform):  # type: ignore[type-arg]
+    """The materialize graph for one planned batch."""
+
+    def __init__(self, settings: Settings, plan: MaterializePlan) -> None:
+        super().__init__()
+        self._settings = settings
+        self._plan = plan
+
+    def expand(self, pbegin: Any) -> Any:
+        lake, plan = self._settings.lake, self._plan
+        shards = self._settings.pipelines.fold_shards
+        rows = (
+            pbegin
+            | "Versions" >> beam.Create(list(plan.chunks))
+            | "Spread" >> beam.Reshuffle()
+            | "ReadEvents" >> beam.ParDo(ReadEvents(lake, plan))
+            | "ByCube" >> beam.GroupByKey()
+            | "ToShards" >> beam.Map(_shard, shards)
+            | "ByShard" >> beam.GroupByKey()
+            | "Fold" >> beam.ParDo(FoldShard(lake, plan))
+        )
+        # Every table commits, even with no rows: its watermark must move with the batch.
+        tables = pbegin | "Tables" >> beam.Create([(name, None) for name in DERIVED_TABLES])
+        return (
+            {"table": tables, "rows": rows}
+            | "ByTable" >> beam.CoGroupByKey()
+            | "Unpack" >> beam.Map(lambda kv: (kv[0], (kv[1]["table"], kv[1]["rows"])))
+            | "Commit" >> beam.ParDo(CommitTables(lake, plan))
+        )
+
+
+def run_materialize(settings: Settings, *, beam_args: Sequence[str] = ()) -> MaterializeResult:
+    """Materialize one batch of new events versions (nothing when the tables are up to date)."""
+    lake = Lake(settings.lake)
+    plan = plan_materialize(
+        lake, max_events=settings.pipelines.batch_max_events, shards=settings.pipelines.fold_shards
+    )
+    if plan is None:
+        return MaterializeResult(None)
+    with beam.Pipeline(options=pipeline_options(settings.pipelines, beam_args)) as pipeline:
+        _ = pipeline | "Materialize" >> Materialize(settings, plan)
+    result = pipeline.result
+    marks = lake.watermarks(DERIVED_TABLES)
+    behind = {name: mark for name, mark in marks.items() if mark < plan.end}
+    if behind:
+        raise LakeError(next(iter(behind)), f"tables still behind events version {plan.end}: {behind}")
+    return MaterializeResult(
+        plan,
+        events=metric(result, _NS, "events"),
+        applied=metric(result, _NS, "applied"),
+        rejected=metric(result, _NS, "rejected"),
+        duplicates=metric(result, _NS, "duplicates"),
+        commits=metric(result, _NS, "commits"),
+    )
