@@ -32,6 +32,9 @@ __all__ = [
     "SealedContentError",
     "DatasetError",
     "ModelLoadError",
+    "ArtifactError",
+    "StaleArtifactError",
+    "TrainingError",
     "AuthenticationError",
     "ConsistencyTimeoutError",
     "SnapshotUnavailableError",
@@ -313,3 +316,30 @@ class GenerationError(InfrastructureError):
         self.generator = generator
         self.problem = problem
         super().__init__(f"generator {generator}: {problem}")
+
+
+class ArtifactError(InfrastructureError):
+    """A KV cache or adapter artifact could not be stored, fetched or verified."""
+
+    def __init__(self, uri: str, problem: str) -> None:
+        self.uri = uri
+        self.problem = problem
+        super().__init__(f"artifact {uri}: {problem}")
+
+
+class StaleArtifactError(MemlakeError):
+    """An artifact no longer matches what it was made from (another base model, a changed memory)."""
+
+    def __init__(self, uri: str, reason: str) -> None:
+        self.uri = uri
+        self.reason = reason
+        super().__init__(f"artifact {uri} is stale: {reason}")
+
+
+class TrainingError(MemlakeError):
+    """A distillation, recitation or KV-cache job cannot go on for a cube."""
+
+    def __init__(self, cube_id: str, problem: str) -> None:
+        self.cube_id = cube_id
+        self.problem = problem
+        super().__init__(f"cube {cube_id!r}: {problem}")

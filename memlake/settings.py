@@ -321,6 +321,91 @@ class TrainingSettings(_Section):
         description="Where KV caches and adapters are stored.",
     )
     seed: int = Field(1234, description="Seed of every training run.")
+    mlflow_artifact_root: str | None = Field(
+        None,
+        description="Artifact location of the MLflow experiment; default: <artifacts_root>/mlflow.",
+    )
+    experiment_name: str = Field("memlake-distill", description="MLflow experiment of the nightly runs.")
+    registered_model_prefix: str = Field(
+        "memlake-adapter-", description="Registered model of a cube: this prefix + the cube id (sanitised)."
+    )
+    champion_alias: str = Field(
+        "champion", description="Registered-model alias the evaluation gate moves to a promoted adapter."
+    )
+    hot_window_days: Annotated[int, Field(ge=1)] = Field(
+        7, description="Reads in the `usage` table over this many past days make a memory hot."
+    )
+    hot_min_accesses: Annotated[int, Field(ge=1)] = Field(
+        3, description="Reads within the window for a plaintext memory to count as hot."
+    )
+    min_hot_memories: Annotated[int, Field(ge=1)] = Field(
+        5, description="`distill --all` skips cubes with fewer hot (or pinned) memories."
+    )
+    max_memories_per_cube: Annotated[int, Field(ge=1)] = Field(
+        200, description="Most memories one adapter or KV cache encodes (hottest first, pinned always)."
+    )
+    kv_max_tokens: Annotated[int, Field(ge=16)] = Field(
+        2048, description="Longest memory prefix a KV cache holds; colder memories past it are left out."
+    )
+    mode: Literal["plaintext", "context"] = Field(
+        "plaintext",
+        description="'plaintext': fine-tune on the memories; 'context': context distillation "
+        "(teacher = base with the memories as a KV-cache prefix, student = base + LoRA, KL loss).",
+    )
+    lora_rank: Annotated[int, Field(ge=1)] = Field(16, description="LoRA rank r.")
+    lora_alpha: Annotated[float, Field(gt=0)] = Field(32.0, description="LoRA scaling alpha.")
+    lora_dropout: Annotated[float, Field(ge=0, lt=1)] = Field(0.0, description="Dropout on the LoRA path.")
+    lora_target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Linear modules that get LoRA weights.",
+    )
+    lora_last_layers: Annotated[int, Field(ge=0)] = Field(
+        0,
+        description="Put LoRA only on the last N transformer layers (0: all); fewer layers make the "
+        "backward pass shorter, which matters on a CPU.",
+    )
+    learning_rate: Annotated[float, Field(gt=0)] = Field(1e-3, description="AdamW learning rate.")
+    weight_decay: Annotated[float, Field(ge=0)] = Field(0.0, description="AdamW weight decay.")
+    warmup_steps: Annotated[int, Field(ge=0)] = Field(10, description="Linear warm-up steps.")
+    max_steps: Annotated[int, Field(ge=1)] = Field(300, description="Optimizer steps of one distillation.")
+    batch_size: Annotated[int, Field(ge=1)] = Field(
+        8, description="Examples per optimizer step (split across processes under accelerate)."
+    )
+    max_seq_len: Annotated[int, Field(ge=16)] = Field(
+        256, description="Longest training example in tokens (longer ones are cut)."
+    )
+    kl_temperature: Annotated[float, Field(gt=0)] = Field(
+        1.0, description="Softmax temperature of the context-distillation KL loss."
+    )
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
+        "no", description="accelerate mixed precision ('bf16' on GPUs that have it)."
+    )
+    checkpoint_every: Annotated[int, Field(ge=1)] = Field(
+        25, description="Steps between training checkpoints; a killed job resumes from the last one."
+    )
+    checkpoints_root: str | None = Field(
+        None, description="Where unfinished jobs keep checkpoints; default: <artifacts_root>/checkpoints."
+    )
+    gate_min_nll_gain: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.05,
+        description="Promote only if closed-book answer NLL on held-out phrasings falls by at least "
+        "this fraction of the base model's.",
+    )
+    gate_max_control_ppl_increase: Annotated[float, Field(ge=0)] = Field(
+        0.10, description="Promote only if control-set perplexity rises by at most this fraction."
+    )
+    eval_max_new_tokens: Annotated[int, Field(ge=1)] = Field(
+        32, description="Tokens generated per held-out question to score answer F1."
+    )
+    recite_max_new_tokens: Annotated[int, Field(ge=1)] = Field(
+        96, description="Tokens an adapter may generate per topic when reciting."
+    )
+    registry_refresh_s: Annotated[float, Field(ge=0)] = Field(
+        30.0, description="How often serving asks MLflow whether a cube's champion alias moved."
+    )
+    max_loaded_adapters: Annotated[int, Field(ge=1)] = Field(
+        16, description="Adapters kept loaded in one serving process (least recently used dropped)."
+    )
 
 
 class GovernanceSettings(_Section):
