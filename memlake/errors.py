@@ -40,6 +40,7 @@ __all__ = [
     "SnapshotUnavailableError",
     "VectorIndexError",
     "GenerationError",
+    "LimitExceededError",
 ]
 
 from dataclasses import dataclass
@@ -343,3 +344,13 @@ class TrainingError(MemlakeError):
         self.cube_id = cube_id
         self.problem = problem
         super().__init__(f"cube {cube_id!r}: {problem}")
+
+
+class LimitExceededError(MemlakeError):
+    """A request asked for more than the service allows (a query too long, too many cubes)."""
+
+    def __init__(self, field: str, *, limit: int, actual: int) -> None:
+        self.field = field
+        self.limit = limit
+        self.actual = actual
+        super().__init__(f"{field}: {actual} is over the limit of {limit}")

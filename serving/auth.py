@@ -105,7 +105,7 @@ class ApiKeyStore:
                 self._loaded_stamp = stamp
             return self._keys
 
-    def keys(self) -> list[ApiKey]:
+    def entries(self) -> list[ApiKey]:
         return sorted(self._refresh().values(), key=lambda k: (k.created_at, k.key_id))
 
     def authenticate(self, token: str | None) -> ApiKey:

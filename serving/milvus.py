@@ -351,7 +351,7 @@ class MilvusVectorIndex:
                 search_params={"metric_type": "COSINE", "params": {"ef": _ef(limit)}},
             ),
         )
-        return [VectorHit(IndexKey.parse(str(hit["id"])), float(hit["distance"])) for hit in result[0]]
+        return [VectorHit(IndexKey.parse(str(hit["pk"])), float(hit["distance"])) for hit in result[0]]
 
     def keys(self) -> set[IndexKey]:
         out: set[IndexKey] = set()

@@ -104,8 +104,8 @@ class MemScheduler:
             raise ValueError("half life must be positive and saturation at least 1")
         self.policy = policy
         self.weights = weights
-        self._half_life_h = recency_half_life_hours
-        self._saturation = frequency_saturation
+        self.recency_half_life_hours = recency_half_life_hours
+        self.frequency_saturation = frequency_saturation
 
     def components(self, candidate: Candidate, *, now: datetime) -> dict[str, float]:
         memory = candidate.memory
@@ -116,9 +116,9 @@ class MemScheduler:
         count = memory.indicators.access_count
         return {
             "relevance": min(1.0, max(0.0, candidate.relevance)),
-            "recency": 0.5 ** (age_h / self._half_life_h),
+            "recency": 0.5 ** (age_h / self.recency_half_life_hours),
             "priority": memory.governance.priority,
-            "frequency": min(1.0, math.log1p(count) / math.log1p(self._saturation)),
+            "frequency": min(1.0, math.log1p(count) / math.log1p(self.frequency_saturation)),
         }
 
     def _combine(self, c: dict[str, float]) -> float:

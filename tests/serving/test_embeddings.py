@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from memlake.errors import ConfigError
+from serving.embeddings import Embedder, SentenceTransformerEmbedder, resolve_model_folder
+
+pytestmark = pytest.mark.integration
+
+
+def test_vectors_are_unit_length_and_meaningful(embedder: SentenceTransformerEmbedder) -> None:
+    assert isinstance(embedder, Embedder)
+    texts = [
+        "Alice drinks green tea every morning.",
+        "Every morning Alice has a cup of green tea.",
+        "The GPU cluster failed.",
+    ]
+    vectors = embedder.embed(texts)
+    assert vectors.shape == (3, 384)
+    assert vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2]) + 0.3
+
+
+def test_batching_and_order_do_not_change_the_vectors(embedder: SentenceTransformerEmbedder) -> None:
+    texts = [
+        f"memory number {i} about {'tea' if i % 2 else 'a much longer sentence about coffee and milk'}"
+        for i in range(70)
+    ]
+    together = embedder.embed(texts)
+    one_by_one = np.stack([embedder.embed([t])[0] for t in texts[:5]])
+    assert np.allclose(together[:5], one_by_one, atol=1e-5)
+    assert embedder.embed([]).shape == (0, 384)
+
+
+def test_query_cache_returns_the_same_vector(embedder: SentenceTransformerEmbedder) -> None:
+    first = embedder.embed_query("what does alice drink?")
+    again = embedder.embed_query("what does alice drink?")
+    assert again is first
+    assert np.allclose(first, embedder.embed(["what does alice drink?"])[0], atol=1e-6)
+
+
+def test_a_wrong_dimension_or_folder_is_a_config_error(tmp_path: object) -> None:
+    with pytest.raises(ConfigError, match="embedding_dim"):
+        SentenceTransformerEmbedder(dim=768).load()
+    with pytest.raises(ConfigError, match="not a model folder"):
+        resolve_model_folder("/nonexistent/model")
