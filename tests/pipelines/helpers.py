@@ -1,0 +1,56 @@
+"""Helpers shared by the lake and pipeline tests: produce a workload, fold it purely, read tables."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from lake.compare import compare_table
+from lake.rows import memory_from_json
+from lake.schemas import TABLES
+from lake.snapshot import open_snapshot
+from lake.tables import Lake
+from memlake.events import Event
+from memlake.fold import CubeState, FoldResult, fold
+from memlake.model import Memory
+from memlake.settings import KafkaSettings, Settings
+from streams.producer import EventProducer
+
+
+def produce(
+    kafka: KafkaSettings, events: Iterable[Event], *, raw: Sequence[tuple[bytes | None, bytes]] = ()
+) -> None:
+    with EventProducer(kafka) as producer:
+        producer.send_many(events)
+        futures = [producer.send_raw(key, value) for key, value in raw]
+        producer.flush()
+        for future in futures:
+            future.get(timeout=30)
+
+
+def pure_fold(events: Iterable[Event]) -> dict[str, FoldResult]:
+    """What the lake must hold: each cube's events folded in log (send) order."""
+    by_cube: dict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        by_cube[event.cube_id].append(event)
+    return {cube_id: fold(CubeState(), cube_events) for cube_id, cube_events in by_cube.items()}
+
+
+def lake_memories(lake: Lake) -> dict[tuple[str, str], Memory]:
+    rows = open_snapshot(lake).read("memories", columns=["memory_json"])
+    memories = (memory_from_json(v) for v in rows.column("memory_json").to_pylist())
+    return {(m.cube_id, m.memory_id): m for m in memories}
+
+
+def expected_memories(results: dict[str, FoldResult]) -> dict[tuple[str, str], Memory]:
+    return {(m.cube_id, m.memory_id): m for r in results.values() for m in r.state.memories.values()}
+
+
+def assert_same_tables(left: Lake, right: Lake, tables: Iterable[str] = TABLES) -> None:
+    for name in tables:
+        difference = compare_table(left, left.version(name), right, right.version(name), name)
+        assert difference.equal, difference
+
+
+def with_root(settings: Settings, root: str) -> Settings:
+    return settings.model_copy(update={"lake": settings.lake.model_copy(update={"root": root})})

@@ -1,0 +1,182 @@
+"""land + materialize against the real broker and real Delta tables."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from benchmarks._lake_workload import Workload, generate, invalid_records
+from lake.compare import compare_table
+from lake.maintenance import restore
+from lake.schemas import DERIVED_TABLES
+from lake.tables import Lake
+from lake.time_travel import as_of, current, version_at
+from memlake.cli import main
+from memlake.events import CubeCreated, MemoryAdded, MemoryDeleted, MemoryUpdated, new_event
+from memlake.fold import memories_at
+from memlake.model import Actor, ActorKind
+from memlake.settings import Settings
+from pipelines.follow import run_jobs
+from pipelines.land import run_land
+from pipelines.rebuild import run_rebuild
+from streams.dead_letters import read_dead_letters
+from tests.pipelines.helpers import (
+    assert_same_tables,
+    expected_memories,
+    lake_memories,
+    produce,
+    pure_fold,
+    with_root,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _small(settings: Settings, batch: int = 400) -> Settings:
+    return settings.model_copy(
+        update={"pipelines": settings.pipelines.model_copy(update={"batch_max_events": batch})}
+    )
+
+
+def test_land_and_materialize_give_the_pure_fold_and_bad_records_go_to_the_dlq(settings: Settings) -> None:
+    events = generate(1200, cubes=12, seed=3)
+    bad = invalid_records(4)
+    produce(settings.kafka, events[:600], raw=bad)
+    produce(settings.kafka, events[600:])
+    done = run_jobs(_small(settings))
+
+    lake = Lake(settings.lake)
+    results = pure_fold(events)
+    assert lake_memories(lake) == expected_memories(results)
+    assert done.dead_letters == 4 and done.landed == 1200
+    assert done.batches >= 3  # several micro-batches, so state crossed batch boundaries
+    rejected = lake.table("rejected").to_pyarrow_table(columns=["event_id"]).num_rows
+    assert rejected == sum(len(r.rejected) for r in results.values())
+    letters = read_dead_letters(settings.kafka)
+    assert len(letters) == 4
+    assert {letter.original for letter in letters} == {value for _, value in bad}
+    assert all(letter.reason and letter.stage == "land" for letter in letters)
+    assert all(letter.source_offset is not None for letter in letters)
+
+
+def test_replayed_offsets_and_duplicate_events_change_nothing(settings: Settings) -> None:
+    events = generate(500, cubes=5, seed=5, duplicate_rate=0.0)
+    produce(settings.kafka, events)
+    first = run_land(settings)
+    run_jobs(settings)
+    lake = Lake(settings.lake)
+    before = {name: lake.version(name) for name in ("events", *DERIVED_TABLES)}
+
+    replay = run_land(settings, ranges=first.ranges)  # the same offsets again
+    assert replay.events == 0
+    assert lake.version("events") == before["events"]
+
+    produce(settings.kafka, events[100:300])  # a product re-sending what it already sent
+    run_jobs(settings)
+    assert lake.version("events") > before["events"]  # the log holds the copies ...
+    for name in DERIVED_TABLES:  # ... and no derived table shows them
+        difference = compare_table(lake, before[name], lake, lake.version(name), name)
+        assert difference.equal, difference
+    assert lake_memories(lake) == expected_memories(pure_fold(events))
+
+
+def test_time_travel_and_rollback_return_exactly_the_pure_fold(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = Actor(kind=ActorKind.USER, id="alice")
+    cube = "cube-travel"
+    t0 = Workload().start
+
+    def at(seconds: int) -> object:
+        return t0 + timedelta(seconds=seconds)
+
+    events = [
+        new_event(CubeCreated, cube_id=cube, actor=owner, payload={"name": "travel"}, occurred_at=at(0)),
+        new_event(MemoryAdded, cube_id=cube, actor=owner, memory_id="a", occurred_at=at(1),
+                  payload={"content": {"text": "likes tea"}}),
+        new_event(MemoryAdded, cube_id=cube, actor=owner, memory_id="b", occurred_at=at(2),
+                  payload={"content": {"text": "lives in Paris"}}),
+        new_event(MemoryUpdated, cube_id=cube, actor=owner, memory_id="a", occurred_at=at(3),
+                  payload={"content": {"text": "likes coffee"}}),
+        new_event(MemoryDeleted, cube_id=cube, actor=owner, memory_id="b", occurred_at=at(4), payload={}),
+        new_event(MemoryAdded, cube_id=cube, actor=owner, memory_id="c", occurred_at=at(5),
+                  payload={"content": {"text": "plays chess"}}),
+    ]  # fmt: skip
+    produce(settings.kafka, events[:3])
+    run_jobs(settings)
+    produce(settings.kafka, events[3:])
+    run_jobs(settings)
+
+    for name, value in {
+        "BOOTSTRAP": settings.kafka.bootstrap,
+        "EVENTS_TOPIC": settings.kafka.events_topic,
+        "DLQ_TOPIC": settings.kafka.dlq_topic,
+    }.items():
+        monkeypatch.setenv(f"MEMLAKE_KAFKA_{name}", value)
+    monkeypatch.setenv("MEMLAKE_LAKE_ROOT", settings.lake.root)
+    assert main(["rollback", cube, "--to-version", "3", "--actor", "user:alice"]) == 0
+    run_jobs(settings)
+
+    from memlake.events import parse_event
+    from streams.reader import OffsetRange, end_offsets, read_range
+
+    log = []
+    for partition, end in end_offsets(settings.kafka, settings.kafka.events_topic).items():
+        span = OffsetRange(settings.kafka.events_topic, partition, 0, end)
+        log.extend(parse_event(r.value or b"") for r in read_range(settings.kafka, span))
+    state = pure_fold(log)[cube].state
+    assert state.version == 7  # the rollback is a version of its own
+
+    lake = Lake(settings.lake)
+    for version in range(1, state.version + 1):
+        view = as_of(lake, cube, version=version)
+        assert view.memories == memories_at(state, version), version
+        assert view.cube is not None and view.cube.version == version
+    now = current(lake, cube)
+    assert now.memories == dict(state.memories)
+    assert {m.memory_id for m in now.live()} == {"a", "b"}  # back to version 3
+    assert now.memories["a"].content is not None and now.memories["a"].content.text == "likes tea"
+    history = [v.memory.status.value for v in __import__("lake").memory_history(lake, "b", cube_id=cube)]
+    assert history == ["active", "deleted", "active"]  # history still shows everything
+
+    cube_versions = lake.table("cube_versions").to_pyarrow_table(columns=["version", "logged_at"])
+    logged = dict(zip(*(cube_versions.column(c).to_pylist() for c in ("version", "logged_at")), strict=True))
+    assert version_at(lake, cube, logged[4]) >= 4
+    assert version_at(lake, cube, logged[1] - timedelta(microseconds=1)) == 0
+    assert as_of(lake, cube, timestamp=logged[5]).memories == memories_at(
+        state, version_at(lake, cube, logged[5])
+    )
+
+
+def test_restore_of_a_derived_table_then_a_run_converges(settings: Settings) -> None:
+    events = generate(900, cubes=9, seed=9)
+    produce(settings.kafka, events[:300])
+    run_jobs(settings)
+    lake = Lake(settings.lake)
+    early = {name: lake.version(name) for name in DERIVED_TABLES}
+    produce(settings.kafka, events[300:])
+    run_jobs(_small(settings, 250))
+    assert lake.watermark("memories") > lake.watermark("usage") - 1
+
+    restore(lake, "memories", version=early["memories"])
+    restore(lake, "usage", version=early["usage"])
+    assert lake.watermark("memories") < lake.watermark("cubes")  # the watermark went back with it
+    run_jobs(settings)
+    assert len(set(lake.watermarks(DERIVED_TABLES).values())) == 1
+    assert lake_memories(lake) == expected_memories(pure_fold(events))
+    result = run_rebuild(settings, verify=True)
+    assert result.equal, result.differences
+
+
+def test_in_process_and_multi_processing_runners_give_identical_tables(
+    settings: Settings, tmp_path: object
+) -> None:
+    events = generate(600, cubes=8, seed=13)
+    produce(settings.kafka, events, raw=invalid_records(2))
+    one = with_root(settings, f"{settings.lake.root}-inprocess")
+    two = with_root(settings, f"{settings.lake.root}-multiprocess")
+    run_jobs(one)
+    run_jobs(two, beam_args=["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
+    assert_same_tables(Lake(one.lake), Lake(two.lake))
+    assert lake_memories(Lake(two.lake)) == expected_memories(pure_fold(events))
