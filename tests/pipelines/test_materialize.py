@@ -8,12 +8,13 @@ import pytest
 
 from benchmarks._lake_workload import Workload, generate, invalid_records
 from lake.compare import compare_table
+from lake.history import memory_history
 from lake.maintenance import restore
 from lake.schemas import DERIVED_TABLES
 from lake.tables import Lake
 from lake.time_travel import as_of, current, version_at
 from memlake.cli import main
-from memlake.events import CubeCreated, MemoryAdded, MemoryDeleted, MemoryUpdated, new_event
+from memlake.events import CubeCreated, MemoryAdded, MemoryDeleted, MemoryUpdated, new_event, parse_event
 from memlake.fold import memories_at
 from memlake.model import Actor, ActorKind
 from memlake.settings import Settings
@@ -21,6 +22,7 @@ from pipelines.follow import run_jobs
 from pipelines.land import run_land
 from pipelines.rebuild import run_rebuild
 from streams.dead_letters import read_dead_letters
+from streams.reader import OffsetRange, end_offsets, read_range
 from tests.pipelines.helpers import (
     assert_same_tables,
     expected_memories,
@@ -49,7 +51,8 @@ def test_land_and_materialize_give_the_pure_fold_and_bad_records_go_to_the_dlq(s
     lake = Lake(settings.lake)
     results = pure_fold(events)
     assert lake_memories(lake) == expected_memories(results)
-    assert done.dead_letters == 4 and done.landed == 1200
+    assert done.dead_letters == 4
+    assert done.landed == 1200
     assert done.batches >= 3  # several micro-batches, so state crossed batch boundaries
     rejected = lake.table("rejected").to_pyarrow_table(columns=["event_id"]).num_rows
     assert rejected == sum(len(r.rejected) for r in results.values())
@@ -118,9 +121,6 @@ def test_time_travel_and_rollback_return_exactly_the_pure_fold(
     assert main(["rollback", cube, "--to-version", "3", "--actor", "user:alice"]) == 0
     run_jobs(settings)
 
-    from memlake.events import parse_event
-    from streams.reader import OffsetRange, end_offsets, read_range
-
     log = []
     for partition, end in end_offsets(settings.kafka, settings.kafka.events_topic).items():
         span = OffsetRange(settings.kafka.events_topic, partition, 0, end)
@@ -132,12 +132,14 @@ def test_time_travel_and_rollback_return_exactly_the_pure_fold(
     for version in range(1, state.version + 1):
         view = as_of(lake, cube, version=version)
         assert view.memories == memories_at(state, version), version
-        assert view.cube is not None and view.cube.version == version
+        assert view.cube is not None
+        assert view.cube.version == version
     now = current(lake, cube)
     assert now.memories == dict(state.memories)
     assert {m.memory_id for m in now.live()} == {"a", "b"}  # back to version 3
-    assert now.memories["a"].content is not None and now.memories["a"].content.text == "likes tea"
-    history = [v.memory.status.value for v in __import__("lake").memory_history(lake, "b", cube_id=cube)]
+    assert now.memories["a"].content is not None
+    assert now.memories["a"].content.text == "likes tea"
+    history = [v.memory.status.value for v in memory_history(lake, "b", cube_id=cube)]
     assert history == ["active", "deleted", "active"]  # history still shows everything
 
     cube_versions = lake.table("cube_versions").to_pyarrow_table(columns=["version", "logged_at"])
