@@ -130,7 +130,7 @@ class Decision:
 def effective_priority(row: MemoryRow, now: datetime, half_life_days: float) -> float:
     """The decayed priority of a memory at `now` (the formula in the module docstring)."""
     idle_days = max(0.0, (now - row.last_touched).total_seconds() / _DAY_S)
-    return row.priority * 0.5 ** (idle_days / half_life_days)
+    return row.priority * float(0.5 ** (idle_days / half_life_days))
 
 
 def expiry_of(row: MemoryRow, policy: CubePolicy) -> datetime | None:
