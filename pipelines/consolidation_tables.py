@@ -21,7 +21,7 @@ __all__ = [
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -116,7 +116,7 @@ class OwnTable:
         self,
         *,
         columns: list[str] | None = None,
-        partitions: list[tuple[str, str, str]] | None = None,
+        partitions: list[tuple[str, str, Any]] | None = None,
     ) -> pa.Table:
         """Rows of the current version (of some partitions), in the table's schema."""
         if not self.exists():
@@ -124,7 +124,7 @@ class OwnTable:
             return empty if columns is None else empty.select(columns)
         dt = self.table()
         with delta_errors(self.name):
-            data = dt.to_pyarrow_table(partitions=partitions, columns=columns)
+            data = dt.to_pyarrow_table(filters=partitions, columns=columns)
         target = self.schema if columns is None else pa.schema([self.schema.field(c) for c in columns])
         return data.select(target.names).cast(target)
 

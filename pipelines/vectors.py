@@ -61,7 +61,7 @@ class VectorCache:
         """Vectors of one bucket's cubes by (cube_id, memory_id, content digest), and the bucket's rows."""
         data = self._table.read(
             columns=["cube_id", "memory_id", "content_sha256", "embedder", "sealed", "vector"],
-            partitions=[("bucket", "=", str(bucket))],
+            partitions=[("bucket", "=", int(bucket))],
         )
         total = data.num_rows
         wanted = pa.array(sorted(set(cube_ids)), pa.string())
@@ -133,7 +133,7 @@ class VectorCache:
 
         if not stale:
             return 0
-        data = self._table.read(partitions=[("bucket", "=", str(bucket))])
+        data = self._table.read(partitions=[("bucket", "=", int(bucket))])
         keep = [
             (c, m, sha) not in stale
             for c, m, sha in zip(

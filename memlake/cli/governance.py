@@ -1,0 +1,95 @@
+"""Governance commands: consolidate, audit, verify, erase.
+
+`memlake consolidate [--dry-run] [--cube C] [--as-of T] [--full]`   the scheduled lifecycle job
+`memlake audit CUBE [--since T] [--principal P] [--json]`         who read or changed what, and when
+`memlake verify CUBE`                                              the cube's hash chain, Kafka vs lake
+`memlake erase SUBJECT [--actor P] [--apply]`                      crypto-shred a subject everywhere
+Beam options for consolidate go after `--`.
+
+This module wires the layers: the embedder (serving) is handed to the
+consolidation job (pipelines) as a factory, the erasure reaches the index
+(serving) and the artifacts (training) through their own functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from memlake.model import utcnow
+from memlake.settings import ModelSettings, Settings
+
+if TYPE_CHECKING:
+    from pipelines.vectors import Embed
+
+
+def minilm_embed(models: ModelSettings) -> Embed:
+    """The configured sentence embedder's `embed` (all-MiniLM-L6-v2 by default); loads lazily."""
+    from serving.embeddings import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder(
+        models.embedder,
+        dim=models.embedding_dim,
+        batch_size=models.embed_batch_size,
+        max_tokens=models.embed_max_tokens,
+        threads=models.embed_threads,
+        cache_size=0,
+    )
+    return embedder.embed
+
+
+def embed_factory(settings: Settings) -> functools.partial[Embed]:
+    return functools.partial(minilm_embed, settings.models)
+
+
+def _when(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} needs a timezone (e.g. 2026-01-01T00:00:00+00:00)")
+    return parsed
+
+
+def register(commands: Any) -> None:
+    consolidate = commands.add_parser(
+        "consolidate",
+        help="expire, archive, merge and pick hot memories (meant for a schedule)",
+        description="Decide on the newest lake snapshot and emit the decisions as events "
+        "(system:consolidate). Running it twice on one snapshot sends nothing the second time.",
+    )
+    consolidate.add_argument("--dry-run", action="store_true", help="print what it would do, write nothing")
+    consolidate.add_argument("--cube", help="only this cube")
+    consolidate.add_argument("--as-of", type=_when, help="decide as of this time (default: now)")
+    consolidate.add_argument(
+        "--full", action="store_true", help="compare every pair of memories, not only pairs with a new one"
+    )
+    consolidate.add_argument("beam_args", nargs=argparse.REMAINDER, help="Beam pipeline options after --")
+    consolidate.set_defaults(run=_consolidate)
+
+
+def _beam_args(args: argparse.Namespace) -> list[str]:
+    extra = list(args.beam_args or [])
+    return extra[1:] if extra[:1] == ["--"] else extra
+
+
+def _consolidate(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines.consolidate import run_consolidate
+
+    report = run_consolidate(
+        settings,
+        embed_factory(settings),
+        as_of=args.as_of or utcnow(),
+        cube_id=args.cube,
+        full=args.full,
+        dry_run=args.dry_run,
+        beam_args=_beam_args(args),
+    )
+    if report.watermark < 0:
+        print("the lake holds no snapshot yet: run `memlake materialize` first", file=sys.stderr)
+        return 0
+    for line in report.actions:
+        print(("would " if report.dry_run else "") + line)
+    print(report.summary())
+    return 0
