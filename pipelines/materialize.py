@@ -48,6 +48,7 @@ from pipelines.folding import EV, CubeRows, LoggedEvent, fold_cube
 from pipelines.options import metric, pipeline_options
 
 _NS = "memlake.materialize"
+_EVENTS_PER_SHARD = 10_000
 _READ_COLUMNS = ["cube_id", "topic", "partition", "offset", "logged_at", "event_json"]
 # One row of the events table on its way to the fold: (events version, topic, partition,
 # offset, logged_at in µs, event JSON). Plain tuples keep Beam's coders fast.
@@ -61,6 +62,7 @@ class MaterializePlan:
     chunks: tuple[tuple[int, int], ...]  # events versions to read, [first, last]
     refold: bool = False  # the feed is gone: read every event, overwrite every table
     events: int = 0  # events the batch holds, by the land commits' metadata
+    shards: int = 1  # groups of cubes folded apart (each loads its prior state in one go)
 
     @property
     def start(self) -> int:
@@ -110,7 +112,7 @@ def plan_materialize(lake: Lake, *, max_events: int, shards: int = 4) -> Materia
     first = cut.watermark + 1
     if not _feed_available(lake, first):
         empty = Cut(-1, dict.fromkeys(STATE_TABLES))
-        return MaterializePlan(empty, latest, ((0, latest),), refold=True)
+        return MaterializePlan(empty, latest, ((0, latest),), refold=True, shards=shards)
     counts = {
         int(entry["version"]): int(entry.get(EVENTS_KEY, 0))
         for entry in lake.commit_log("events", limit=latest - cut.watermark)
@@ -121,7 +123,9 @@ def plan_materialize(lake: Lake, *, max_events: int, shards: int = 4) -> Materia
             break
         total += counts.get(version, 0)
         end = version
-    return MaterializePlan(cut, end, _chunks(first, end, shards), events=total)
+    # Small batches fold in one shard: each shard pays a fixed cost to load its state.
+    parts = max(1, min(shards, total // _EVENTS_PER_SHARD + 1))
+    return MaterializePlan(cut, end, _chunks(first, end, parts), events=total, shards=parts)
 
 
 class ReadEvents(beam.DoFn):
@@ -266,7 +270,7 @@ class Materialize(beam.PTransform):  # type: ignore[type-arg]
 
     def expand(self, pbegin: Any) -> Any:
         lake, plan = self._settings.lake, self._plan
-        shards = self._settings.pipelines.fold_shards
+        shards = plan.shards
         rows = (
             pbegin
             | "Versions" >> beam.Create(list(plan.chunks))
