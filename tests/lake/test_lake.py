@@ -1,0 +1,209 @@
+"""The lake on real Delta tables: exactly-once writers, consistent cuts, restore, maintenance, SQL.
+
+Events are landed straight into the `events` table here (no broker needed);
+materialize then runs its real Beam graph on them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from benchmarks._lake_workload import generate
+from lake.history import diff, memory_history
+from lake.maintenance import checkpoint, compact, restore, vacuum
+from lake.rows import event_row, to_table
+from lake.schemas import DERIVED_TABLES, EVENTS
+from lake.snapshot import changes, find_cut, open_snapshot
+from lake.sql import query, write_result
+from lake.tables import Lake
+from lake.time_travel import as_of
+from lake.writer import TableWriter
+from memlake.errors import LakeError, TimeTravelError
+from memlake.events import Event, serialize_event
+from memlake.settings import LakeSettings, Settings
+from pipelines.materialize import run_materialize
+from tests.pipelines.helpers import assert_same_tables, expected_memories, lake_memories, pure_fold
+
+pytestmark = pytest.mark.integration
+TOPIC = "lake-test"
+
+
+def _settings(root: Path, **lake: object) -> Settings:
+    return Settings(lake=LakeSettings(root=str(root), **lake), pipelines={"batch_max_events": 10_000})
+
+
+def _land(lake: Lake, events: list[Event], *, first_offset: int) -> None:
+    """Append events as partition 0 of a topic, as land would, in one commit."""
+    start_ms = 1_767_225_600_000
+    rows = [
+        event_row(
+            event,
+            topic=TOPIC,
+            partition=0,
+            offset=first_offset + i,
+            timestamp_ms=start_ms + (first_offset + i) * 10,
+            raw=serialize_event(event),
+        )
+        for i, event in enumerate(events)
+    ]
+    TableWriter(lake).commit_events(
+        to_table(EVENTS, rows), topic=TOPIC, offsets={0: first_offset + len(events) - 1}
+    )
+
+
+def _materialize_all(settings: Settings) -> None:
+    while run_materialize(settings).plan is not None:
+        pass
+
+
+def test_event_commits_skip_offsets_already_landed(tmp_path: Path) -> None:
+    lake = Lake(LakeSettings(root=str(tmp_path)))
+    events = generate(50, cubes=2)
+    _land(lake, events[:30], first_offset=0)
+    version = lake.version("events")
+    _land(lake, events[:30], first_offset=0)  # a replay: nothing new
+    assert lake.version("events") == version
+    _land(lake, events[20:50], first_offset=20)  # overlapping: only offsets 30..49 are new
+    landed = lake.table("events").to_pyarrow_table(columns=["offset"]).column("offset").to_pylist()
+    assert sorted(landed) == list(range(50))
+    assert lake.land_offsets(TOPIC, [0]) == {0: 49}
+
+
+def test_materialize_is_the_pure_fold_and_a_second_run_does_nothing(tmp_path: Path) -> None:
+    settings = _settings(tmp_path / "lake")
+    lake = Lake(settings.lake)
+    events = generate(400, cubes=6, seed=4)
+    _land(lake, events[:200], first_offset=0)
+    _land(lake, events[200:], first_offset=200)
+    _materialize_all(settings)
+    assert lake_memories(lake) == expected_memories(pure_fold(events))
+    versions = {name: lake.version(name) for name in DERIVED_TABLES}
+    assert run_materialize(settings).plan is None
+    assert {name: lake.version(name) for name in DERIVED_TABLES} == versions
+
+
+def test_a_crash_between_table_commits_is_repaired_by_the_next_run(tmp_path: Path) -> None:
+    events = generate(600, cubes=6, seed=6)
+    steady = _settings(tmp_path / "steady")
+    crashed = _settings(tmp_path / "crashed")
+    for settings in (steady, crashed):
+        lake = Lake(settings.lake)
+        _land(lake, events[:300], first_offset=0)
+        _materialize_all(settings)
+        _land(lake, events[300:], first_offset=300)
+        _materialize_all(settings)
+    lake = Lake(crashed.lake)
+    # As if the second batch had committed memories and cubes, then died before the rest.
+    for name in ("memory_versions", "cube_versions", "usage", "rejected"):
+        previous = next(e["version"] for e in lake.commit_log(name) if e.get("memlake.watermark") == 1)
+        restore(lake, name, version=previous)
+    cut = find_cut(lake)
+    assert cut.watermark == 1
+    assert cut.versions["memories"] is not None
+    assert cut.versions["memories"] < lake.version("memories")  # read as of the cut, not the latest
+    _materialize_all(crashed)
+    assert_same_tables(Lake(steady.lake), lake, DERIVED_TABLES)
+
+
+def test_restore_rewinds_the_watermark_and_refuses_the_events_table(tmp_path: Path) -> None:
+    settings = _settings(tmp_path / "lake")
+    lake = Lake(settings.lake)
+    _land(lake, generate(100, cubes=2), first_offset=0)
+    _materialize_all(settings)
+    assert lake.watermark("memories") == 1
+    report = restore(lake, "memories", version=0)
+    assert report.details["watermark"] == -1
+    assert lake.watermark("memories") == -1
+    with pytest.raises(LakeError, match="not restored"):
+        restore(lake, "events", version=0)
+    _materialize_all(settings)
+    assert lake.watermark("memories") == 1
+
+
+def test_time_travel_history_and_diff(tmp_path: Path) -> None:
+    settings = _settings(tmp_path / "lake")
+    lake = Lake(settings.lake)
+    events = generate(300, cubes=3, seed=8, rollbacks=False, erasures=False)
+    _land(lake, events, first_offset=0)
+    _materialize_all(settings)
+    results = pure_fold(events)
+    cube_id, result = sorted(results.items())[0]
+    state = result.state
+    with pytest.raises(TimeTravelError):
+        as_of(lake, cube_id, version=state.version + 1)
+    with pytest.raises(TimeTravelError):
+        as_of(lake, "no-such-cube", version=1)
+    first = as_of(lake, cube_id, version=2)
+    last = as_of(lake, cube_id, version=state.version)
+    changes_between = diff(lake, cube_id, 2, state.version)
+    assert {m.memory_id for m in changes_between.added} == set(last.visible()) - set(first.visible())
+    memory_id = next(iter(state.history))
+    assert [v.memory for v in memory_history(lake, memory_id, cube_id=cube_id)] == list(
+        state.history[memory_id]
+    )
+
+
+def test_snapshot_reads_filter_string_columns_and_the_change_feed_follows(tmp_path: Path) -> None:
+    settings = _settings(tmp_path / "lake")
+    lake = Lake(settings.lake)
+    events = generate(200, cubes=4, seed=2)
+    _land(lake, events[:100], first_offset=0)
+    _materialize_all(settings)
+    pinned = open_snapshot(lake)
+    _land(lake, events[100:], first_offset=100)
+    _materialize_all(settings)
+    cube_id = events[0].cube_id
+    rows = pinned.memories(cube_id=cube_id)
+    assert set(rows.column("cube_id").to_pylist()) <= {cube_id}
+    assert pinned.watermark == 1
+    assert pinned.covered_offsets(TOPIC, [0]) == {0: 99}
+    assert open_snapshot(lake).covers(TOPIC, 0, 199)
+    feed = changes(lake, "memories", after_version=pinned.versions["memories"] or 0)
+    assert feed.num_rows > 0
+    assert set(feed.column("_change_type").to_pylist()) <= {"insert", "update_preimage", "update_postimage"}
+
+
+def test_maintenance_keeps_contents_and_the_rollback_window(tmp_path: Path) -> None:
+    settings = _settings(tmp_path / "lake")
+    lake = Lake(settings.lake)
+    events = generate(300, cubes=3, seed=5)
+    for i in range(0, 300, 50):
+        _land(lake, events[i : i + 50], first_offset=i)
+        _materialize_all(settings)
+    before = lake_memories(lake)
+    old_version = lake.version("memories") - 3
+    old = lake.table("memories", version=old_version).to_pyarrow_table().num_rows
+    compact(lake)
+    checkpoint(lake)
+    removed = vacuum(lake)
+    assert all(r.details["files"] == 0 for r in removed)  # everything is inside the window
+    assert lake_memories(lake) == before
+    assert lake.table("memories", version=old_version).to_pyarrow_table().num_rows == old
+
+
+def test_sql_over_the_lake_now_and_as_of_an_events_version(tmp_path: Path) -> None:
+    settings = _settings(tmp_path / "lake")
+    lake = Lake(settings.lake)
+    events = generate(200, cubes=3, seed=1)
+    _land(lake, events[:100], first_offset=0)
+    _materialize_all(settings)
+    _land(lake, events[100:], first_offset=100)
+    _materialize_all(settings)
+    sql = "SELECT count(*) AS n FROM cube_versions"
+    now = query(lake, sql).column("n")[0].as_py()
+    then = query(lake, sql, as_of=1).column("n")[0].as_py()
+    assert then < now
+    assert now == sum(len(r.applied) for r in pure_fold(events).values())
+    moment = datetime.now(UTC)
+    assert query(lake, sql, as_of=moment).column("n")[0].as_py() == now
+    result = query(lake, "SELECT cube_id, count(*) AS n FROM memories GROUP BY cube_id ORDER BY cube_id")
+    write_result(result, tmp_path / "out.parquet")
+    write_result(result, tmp_path / "out.csv")
+    assert pq.read_table(tmp_path / "out.parquet").num_rows == result.num_rows
+    assert (tmp_path / "out.csv").read_text().startswith('"cube_id","n"')
+    assert pc.sum(result.column("n")).as_py() == len(lake_memories(lake))
