@@ -353,7 +353,7 @@ class TrainingSettings(_Section):
         "(teacher = base with the memories as a KV-cache prefix, student = base + LoRA, KL loss).",
     )
     lora_rank: Annotated[int, Field(ge=1)] = Field(16, description="LoRA rank r.")
-    lora_alpha: Annotated[float, Field(gt=0)] = Field(32.0, description="LoRA scaling alpha.")
+    lora_alpha: Annotated[int, Field(ge=1)] = Field(32, description="LoRA scaling alpha.")
     lora_dropout: Annotated[float, Field(ge=0, lt=1)] = Field(0.0, description="Dropout on the LoRA path.")
     lora_target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
