@@ -123,6 +123,7 @@ def event_row(
         "causation_id": str(event.causation_id) if event.causation_id else None,
         "correlation_id": str(event.correlation_id) if event.correlation_id else None,
         "event_json": raw.decode(),
+        "chain_hash": None,  # set by the writer, which knows the cube's chain head (lake.chaining)
     }
 
 

@@ -77,6 +77,8 @@ EVENTS = TableSpec(
             ("causation_id", pa.string()),
             ("correlation_id", pa.string()),
             ("event_json", pa.string()),  # the record's bytes as logged (upcast on read)
+            # sha256 link of the cube's hash chain up to this event, in log order (lake.chaining)
+            ("chain_hash", pa.string()),
         ]
     ),
     keys=("topic", "partition", "offset"),

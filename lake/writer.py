@@ -25,6 +25,7 @@ from typing import Literal
 
 import pyarrow as pa
 
+from lake.chaining import remember, with_chain
 from lake.schemas import TableSpec
 from lake.tables import (
     EVENTS_KEY,
@@ -96,7 +97,7 @@ class TableWriter:
                 for p, o in zip(parts, offs, strict=True)
             ]
             data = data.filter(pa.array(mask))
-        data = _sorted(data.cast(table.schema), table)
+        data, heads = with_chain(dt, _sorted(data.cast(table.schema), table))
         properties = CommitProperties(
             app_transactions=[
                 Transaction(land_app_id(topic, p), last) for p, last in sorted(advancing.items())
@@ -109,6 +110,7 @@ class TableWriter:
         with delta_errors("events"):
             write_deltalake(dt, data, mode="append", commit_properties=properties)
             dt.update_incremental()
+            remember(dt, heads)
             return CommitResult("events", data.num_rows, int(dt.version()))
 
     # -- materialize ----------------------------------------------------------------
