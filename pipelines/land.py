@@ -16,6 +16,7 @@ __all__ = ["Land", "LandResult", "plan_land", "run_land"]
 
 import math
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +32,11 @@ from lake.writer import CommitResult, TableWriter
 from memlake.settings import KafkaSettings, LakeSettings, Settings
 from pipelines.options import metric, pipeline_options
 from streams.dead_letters import DeadLetter, DeadLetterWriter
-from streams.reader import OffsetRange, Record, end_offsets, plan_ranges, read_range
+from streams.reader import OffsetRange, Record, end_offsets, read_range
 from streams.triage import triage
 
 _NS = "memlake.land"
+_RECORDS_PER_GROUP = 20_000
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,12 @@ class LandResult:
 
 
 class ReadRanges(beam.DoFn):
-    """One offset range -> lists of records (chunks keep per-element overhead low)."""
+    """A group of offset ranges -> lists of records (chunks keep per-element overhead low).
+
+    The ranges of a group are read concurrently, one consumer each: opening a
+    consumer costs a round of metadata requests, which would otherwise add up
+    partition by partition in a small micro-batch.
+    """
 
     def __init__(self, kafka: KafkaSettings, *, chunk: int = 2000, timeout_s: float = 60.0) -> None:
         self._kafka = kafka
@@ -58,17 +65,20 @@ class ReadRanges(beam.DoFn):
         self._timeout_s = timeout_s
         self._records = Metrics.counter(_NS, "records")
 
-    def process(self, span: OffsetRange) -> Iterator[list[Record]]:
-        chunk: list[Record] = []
+    def _read(self, span: OffsetRange) -> list[list[Record]]:
+        chunks: list[list[Record]] = [[]]
         for record in read_range(self._kafka, span, timeout_s=self._timeout_s):
-            chunk.append(record)
-            if len(chunk) >= self._chunk:
-                self._records.inc(len(chunk))
-                yield chunk
-                chunk = []
-        if chunk:
-            self._records.inc(len(chunk))
-            yield chunk
+            if len(chunks[-1]) >= self._chunk:
+                chunks.append([])
+            chunks[-1].append(record)
+        return [c for c in chunks if c]
+
+    def process(self, spans: list[OffsetRange]) -> Iterator[list[Record]]:
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(spans)))) as pool:
+            for chunks in pool.map(self._read, spans):
+                for chunk in chunks:
+                    self._records.inc(len(chunk))
+                    yield chunk
 
 
 class Triage(beam.DoFn):
@@ -148,7 +158,7 @@ class Land(beam.PTransform):  # type: ignore[type-arg]
         offsets = {r.partition: r.end - 1 for r in self._ranges}
         chunks = (
             pbegin
-            | "Ranges" >> beam.Create(self._ranges)
+            | "Ranges" >> beam.Create(_groups(self._ranges))
             | "Spread" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(ReadRanges(s.kafka, timeout_s=s.pipelines.read_timeout_s))
         )
@@ -169,13 +179,26 @@ class Land(beam.PTransform):  # type: ignore[type-arg]
         )
 
 
+def _groups(ranges: Sequence[OffsetRange], *, records: int = _RECORDS_PER_GROUP) -> list[list[OffsetRange]]:
+    """Ranges in groups of about `records` records: a group is one element (one worker)."""
+    total = sum(r.size for r in ranges)
+    count = max(1, min(len(ranges), math.ceil(total / records)))
+    return [list(ranges[i::count]) for i in range(count)]
+
+
 def plan_land(settings: Settings, lake: Lake) -> list[OffsetRange]:
     """The next batch: from just after the stored offsets, at most `batch_max_events` records."""
     topic = settings.kafka.events_topic
-    partitions = sorted(end_offsets(settings.kafka, topic))
-    stored = lake.land_offsets(topic, partitions)
-    per_partition = max(1, math.ceil(settings.pipelines.batch_max_events / max(1, len(partitions))))
-    return plan_ranges(settings.kafka, topic, after=stored, max_per_partition=per_partition)
+    ends = end_offsets(settings.kafka, topic)
+    stored = lake.land_offsets(topic, ends)
+    per_partition = max(1, math.ceil(settings.pipelines.batch_max_events / max(1, len(ends))))
+    ranges = []
+    for partition, high in sorted(ends.items()):
+        start = stored.get(partition, -1) + 1
+        end = min(high, start + per_partition)
+        if end > start:
+            ranges.append(OffsetRange(topic, partition, start, end))
+    return ranges
 
 
 def run_land(

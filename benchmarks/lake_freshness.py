@@ -1,0 +1,99 @@
+"""Freshness in follow mode: events produced at 1,000/s, time from produce to visible in `memories`.
+
+`memlake materialize --follow` runs as its own process (as in production);
+this process produces `memory.added` events at a steady rate and polls the
+`memories` snapshot every 100 ms. Aim: p95 under 2 s.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._lake_bench import bench_settings, percentile, subprocess_env
+from lake.snapshot import open_snapshot
+from lake.tables import Lake
+from memlake.errors import LakeError
+from memlake.events import CubeCreated, MemoryAdded, new_event, serialize_event
+from memlake.model import Actor, ActorKind
+from streams.producer import EventProducer
+
+_PROFILES = {"tiny": (200, 3.0), "quick": (1_000, 30.0), "full": (1_000, 120.0)}
+_OWNER = Actor(kind=ActorKind.USER, id="bench")
+
+
+def run(profile: str, out_dir: Path) -> dict[str, Any]:
+    rate, seconds = _PROFILES[profile]
+    settings = bench_settings(out_dir, batch_max_events=20_000)
+    settings = settings.model_copy(
+        update={"pipelines": settings.pipelines.model_copy(update={"follow_interval_s": 0.1})}
+    )
+    cubes = [f"fresh-{i}" for i in range(20)]
+    produced: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    with EventProducer(settings.kafka) as producer:
+        producer.send([new_event(CubeCreated, cube_id=c, actor=_OWNER, payload={"name": c}) for c in cubes])
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "memlake", "materialize", "--follow"],
+        env=subprocess_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    lake = Lake(settings.lake)
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            try:
+                ids = open_snapshot(lake).read("memories", columns=["memory_id"]).column("memory_id")
+            except LakeError:  # a table being created at start-up
+                time.sleep(0.1)
+                continue
+            now = time.monotonic()
+            for memory_id in ids.to_pylist():
+                seen.setdefault(memory_id, now)
+            time.sleep(0.1)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    try:
+        time.sleep(6.0)  # the follower's start-up (imports, first batch) is not what is measured
+        poller.start()
+        total = int(rate * seconds)
+        began = time.monotonic()
+        with EventProducer(settings.kafka) as producer:
+            for i in range(total):
+                due = began + i / rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                memory_id = f"m-{i}"
+                cube = cubes[i % len(cubes)]
+                event = new_event(
+                    MemoryAdded, cube_id=cube, actor=_OWNER, memory_id=memory_id,
+                    payload={"content": {"text": f"fact number {i}"}},
+                )  # fmt: skip
+                producer.send_raw(cube.encode(), serialize_event(event))
+                produced[memory_id] = time.monotonic()
+            producer.flush()
+        deadline = time.monotonic() + 60
+        while len(seen.keys() & produced.keys()) < total and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        follower.send_signal(signal.SIGTERM)
+        follower.wait(timeout=120)
+    latencies = [seen[m] - produced[m] for m in produced if m in seen]
+    p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
+    return {
+        "summary": f"{rate}/s for {seconds:.0f} s: p50 {p50:.2f} s, p95 {p95:.2f} s produce -> visible",
+        "rate_per_s": rate,
+        "events": len(produced),
+        "visible": len(latencies),
+        "latency_s": {"p50": round(p50, 3), "p95": round(p95, 3), "max": round(max(latencies), 3)},
+        "aim": {"p95_s": 2.0},
+    }

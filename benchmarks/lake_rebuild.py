@@ -1,0 +1,58 @@
+"""Rebuild: replay the whole log into fresh tables and verify them, its time and peak memory.
+
+The live lake is materialized first; then `memlake rebuild --verify` runs in
+its own process so that its peak resident memory is its own. Aim for
+1,000,000 events ("full"): under 4 GiB.
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._lake_bench import bench_settings, produce_workload, subprocess_env
+from pipelines.follow import run_jobs
+
+_PROFILES = {"tiny": (2_000, 20), "quick": (50_000, 250), "full": (1_000_000, 5_000)}
+
+
+def run(profile: str, out_dir: Path) -> dict[str, Any]:
+    events, cubes = _PROFILES[profile]
+    settings = bench_settings(out_dir)
+    produce_workload(settings, events, cubes=cubes)
+    began = time.perf_counter()
+    run_jobs(settings)
+    live_s = time.perf_counter() - began
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    began = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "memlake", "rebuild", "--verify"],
+        env=subprocess_env(settings),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    rebuild_s = time.perf_counter() - began
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    (out_dir / "rebuild.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"rebuild --verify failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
+    peak_gib = max(peak_kib, before) / 1024 / 1024
+    return {
+        "summary": f"{events:,} events rebuilt and verified in {rebuild_s:.1f} s, peak {peak_gib:.2f} GiB",
+        "events": events,
+        "rebuild_s": round(rebuild_s, 2),
+        "live_materialize_s": round(live_s, 2),
+        "rebuild_events_per_s": round(events / rebuild_s, 1),
+        "peak_rss_gib": round(peak_gib, 3),
+        "ratio_rebuild_to_live": round(rebuild_s / live_s, 3),
+        "aim": {"peak_rss_gib": 4.0},
+        "verified_equal": True,
+    }
