@@ -243,20 +243,22 @@ class LakeError(InfrastructureError):
         super().__init__(f"lake table {table!r}: {problem}")
 
 
-class DatasetError(MemlakeError):
-    """An evaluation data set (e.g. a LoCoMo-format file) is missing or not in the expected format."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        self.path = path
 class TimeTravelError(LakeError):
     """A version or time the lake cannot show: not reached yet, before the start, or vacuumed."""
 
-    def __init__(self, table: str, problem: str, *, cube_id: str | None = None, requested: object = None) -> None:
+    def __init__(
+        self, table: str, problem: str, *, cube_id: str | None = None, requested: object = None
+    ) -> None:
         self.cube_id = cube_id
         self.requested = requested
         super().__init__(table, problem)
 
 
+class DatasetError(MemlakeError):
+    """An evaluation data set (e.g. a LoCoMo-format file) is missing or not in the expected format."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
         self.problem = problem
         super().__init__(f"data set {path}: {problem}")
 
