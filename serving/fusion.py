@@ -3,9 +3,8 @@
 Dense cosine similarities and BM25 scores live on different scales; RRF uses
 only each retriever's ranks: `score(d) = sum_r w_r / (k + rank_r(d))`, ranks
 from 1. A document found by both retrievers beats one found by either alone
-at the same rank. `normalised` maps a fused score into [0, 1] against the
-best score possible (rank 1 everywhere), which is what the scheduler uses as
-relevance.
+at the same rank. `best_possible` is the score of a document ranked first
+everywhere (fused scores divided by it fall in [0, 1]).
 """
 
 from __future__ import annotations

@@ -63,6 +63,7 @@ class SnapshotKeeper:
         flush_rows: int = 2000,
         flush_idle_s: float = 5.0,
         pipeline_step: Callable[[], object] | None = None,
+        pipeline_due: Callable[[ServingSnapshot], bool] | None = None,
     ) -> None:
         self._source = source
         self._index = index
@@ -72,6 +73,7 @@ class SnapshotKeeper:
         self._flush_rows = flush_rows
         self._flush_idle_s = flush_idle_s
         self._pipeline_step = pipeline_step
+        self._pipeline_due = pipeline_due
         self._snapshot: ServingSnapshot | None = None
         self._swap = threading.Condition()
         self._advance_lock = threading.Lock()
@@ -161,9 +163,15 @@ class SnapshotKeeper:
             return written
 
     def _run_pipeline(self) -> None:
-        if self._pipeline_step is not None:
-            self._pipeline_step()
-            self.stats.pipeline_runs += 1
+        if self._pipeline_step is None:
+            return
+        # Starting a batch job costs seconds; only start one when the log holds events
+        # the snapshot does not reflect yet.
+        snapshot = self._snapshot
+        if snapshot is not None and self._pipeline_due is not None and not self._pipeline_due(snapshot):
+            return
+        self._pipeline_step()
+        self.stats.pipeline_runs += 1
 
     def _load(self) -> None:
         with self._advance_lock:

@@ -21,7 +21,7 @@ from typing import Literal
 from memlake.model import Memory
 from serving.embeddings import Embedder
 from serving.filters import MemoryFilter
-from serving.fusion import best_possible, reciprocal_rank_fusion
+from serving.fusion import reciprocal_rank_fusion
 from serving.snapshot import ServingSnapshot
 from serving.vector_index import IndexKey, VectorIndex
 
@@ -32,8 +32,8 @@ RetrievalMode = Literal["hybrid", "dense", "lexical"]
 class SearchHit:
     memory: Memory
     text: str
-    score: float  # fused (RRF) score
-    relevance: float  # score / best possible score, in [0, 1]
+    score: float  # fused (RRF) score: decides the order
+    relevance: float  # in [0, 1]: mean of max(0, cosine) and BM25 / best BM25 of this search
     similarity: float | None = None  # cosine similarity, when the dense retriever found it
     lexical_score: float | None = None  # BM25, when the lexical retriever found it
     ranks: dict[str, int] = field(default_factory=dict)
@@ -135,7 +135,18 @@ class HybridRetriever:
         t0 = time.perf_counter()
         weights = {name: self._weights[name] for name in rankings}
         fused = reciprocal_rank_fusion(rankings, weights=weights, k=self._rrf_k, limit=top_k)
-        best = best_possible(weights, k=self._rrf_k) or 1.0
+        best_lexical = max(lexical.values(), default=0.0) or 1.0
+
+        def relevance(key: IndexKey) -> float:
+            # RRF scores only encode ranks (1/61 and 1/62 are nearly equal); the scheduler
+            # needs to know how close a memory is, so relevance comes from the raw scores.
+            parts = []
+            if "dense" in rankings:
+                parts.append(max(0.0, similarity.get(key, 0.0)))
+            if "lexical" in rankings:
+                parts.append(lexical.get(key, 0.0) / best_lexical)
+            return min(1.0, sum(parts) / len(parts)) if parts else 0.0
+
         out = []
         for item in fused:
             shard = snapshot.shards[item.key.cube_id]
@@ -145,7 +156,7 @@ class HybridRetriever:
                     memory=memory,
                     text=shard.texts[item.key.memory_id],
                     score=item.score,
-                    relevance=min(1.0, item.score / best),
+                    relevance=relevance(item.key),
                     similarity=similarity.get(item.key),
                     lexical_score=lexical.get(item.key),
                     ranks=dict(item.ranks),

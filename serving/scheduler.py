@@ -3,7 +3,8 @@
 Candidates come from hybrid retrieval (each with a relevance in [0, 1]) plus
 the pinned memories of the cubes read. Each gets four components in [0, 1]:
 
-- relevance: the normalised fused retrieval score (`serving.fusion`);
+- relevance: from retrieval, the mean of the cosine similarity and the BM25 score
+  relative to the best of the search (`serving.retrieval`);
 - recency: `0.5 ** (age / half_life)`, age since the last access or update;
 - priority: the memory's governance priority;
 - frequency: `log(1 + access_count) / log(1 + saturation)`, capped at 1.

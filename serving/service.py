@@ -36,7 +36,7 @@ from lake.snapshot import changes as lake_changes
 from lake.snapshot import find_cut, open_snapshot
 from lake.tables import Lake
 from lake.time_travel import as_of as lake_as_of
-from memlake.errors import ConfigError
+from memlake.errors import BrokerUnavailableError, ConfigError
 from memlake.events import Event
 from memlake.model import Content
 from memlake.settings import Settings
@@ -209,24 +209,57 @@ class KafkaEventSink:
 
 
 class KafkaOffsetProbe:
-    """End offsets of the events topic, asked of the broker at most every `max_age_s`."""
+    """End offsets of the events topic from one long-lived consumer (a few ms a call once connected),
+    asked of the broker at most every `max_age_s` unless a caller needs them fresh."""
 
-    def __init__(self, settings: Settings, *, max_age_s: float = 1.0) -> None:
+    def __init__(self, settings: Settings, *, max_age_s: float = 0.5) -> None:
         self._kafka = settings.kafka
         self._max_age_s = max_age_s
         self._cached: dict[int, int] = {}
         self._at = 0.0
         self._lock = threading.Lock()
+        self._consumer: Any = None
+        self._partitions: list[Any] = []
+
+    def _fetch(self) -> dict[int, int]:
+        from kafka import KafkaConsumer, TopicPartition
+        from kafka.errors import KafkaError
+
+        topic = self._kafka.events_topic
+        try:
+            if self._consumer is None:
+                self._consumer = KafkaConsumer(**self._kafka.client_options(), enable_auto_commit=False)
+            if not self._partitions:
+                parts = self._consumer.partitions_for_topic(topic) or set()
+                self._partitions = [TopicPartition(topic, p) for p in sorted(parts)]
+            if not self._partitions:
+                return end_offsets(self._kafka, topic)  # waits for the topic's metadata, then fails clearly
+            return {
+                tp.partition: int(off) for tp, off in self._consumer.end_offsets(self._partitions).items()
+            }
+        except (KafkaError, OSError) as e:
+            self.close()
+            raise BrokerUnavailableError(self._kafka.bootstrap, str(e)) from e
 
     def end_offsets(self, *, refresh: bool = False) -> Mapping[int, int]:
         with self._lock:
             if refresh or not self._cached or time.monotonic() - self._at > self._max_age_s:
-                self._cached = end_offsets(self._kafka, self._kafka.events_topic)
+                self._cached = self._fetch()
                 self._at = time.monotonic()
             return dict(self._cached)
 
     def partitions(self) -> list[int]:
         return sorted(self.end_offsets())
+
+    def lagging(self, covered: Mapping[int, int]) -> bool:
+        """Whether the log holds events past `covered` (the last offset reflected per partition)."""
+        return any(end - 1 > covered.get(p, -1) for p, end in self.end_offsets(refresh=True).items())
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+            self._partitions = []
 
 
 def build_embedder(settings: Settings) -> SentenceTransformerEmbedder:
@@ -290,6 +323,7 @@ def build_components(
         opener=sealer.open,
         follow_interval_s=s.follow_interval_s,
         pipeline_step=_pipeline_step(settings) if run_pipeline else None,
+        pipeline_due=lambda snapshot: offsets.lagging(snapshot.covered),
     )
     retriever = HybridRetriever(
         index,
@@ -328,7 +362,7 @@ def build_components(
         keys=ApiKeyStore(s.api_keys_file),
         offsets=offsets,
         opener=sealer.open,
-        closers=[sink.close, index.close],
+        closers=[sink.close, offsets.close, index.close],
     )
 
 
