@@ -14,7 +14,9 @@ consolidation job (pipelines) as a factory, the erasure reaches the index
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
+import json
 import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -68,6 +70,22 @@ def register(commands: Any) -> None:
     consolidate.add_argument("beam_args", nargs=argparse.REMAINDER, help="Beam pipeline options after --")
     consolidate.set_defaults(run=_consolidate)
 
+    audit = commands.add_parser(
+        "audit", help="who read or changed what in a cube, and when (from the lake's events table)"
+    )
+    audit.add_argument("cube_id")
+    audit.add_argument("--since", type=_when, help="only events logged at or after this time")
+    audit.add_argument("--principal", help="only this actor (kind:id)")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.set_defaults(run=_audit)
+
+    verify = commands.add_parser(
+        "verify", help="recompute a cube's hash chain from Kafka and from the lake; report any tampering"
+    )
+    verify.add_argument("cube_id")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(run=_verify)
+
 
 def _beam_args(args: argparse.Namespace) -> list[str]:
     extra = list(args.beam_args or [])
@@ -93,3 +111,34 @@ def _consolidate(settings: Settings, args: argparse.Namespace) -> int:
         print(("would " if report.dry_run else "") + line)
     print(report.summary())
     return 0
+
+
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    from lake.tables import Lake
+    from pipelines.audit import audit
+
+    entries = audit(Lake(settings.lake), args.cube_id, since=args.since, principal=args.principal)
+    for entry in entries:
+        if args.json:
+            record = dataclasses.asdict(entry)
+            print(json.dumps(record, default=str, sort_keys=True))
+        else:
+            print(entry.line())
+    if not args.json:
+        print(f"{len(entries)} events of cube {args.cube_id}")
+    return 0
+
+
+def _verify(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines.verify import verify_cube
+
+    report = verify_cube(settings, args.cube_id)
+    if args.json:
+        record = dataclasses.asdict(report)
+        record["ok"] = report.ok
+        print(json.dumps(record, default=str, sort_keys=True))
+    else:
+        for problem in report.discrepancies:
+            print(problem)
+        print(report.summary())
+    return 0 if report.ok else 1
