@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "MemlakeError",
+    "ErasureDeniedError",
     "ConfigError",
     "InvalidEventError",
     "FieldProblem",
@@ -356,3 +357,16 @@ class LimitExceededError(MemlakeError):
         self.limit = limit
         self.actual = actual
         super().__init__(f"{field}: {actual} is over the limit of {limit}")
+
+
+class ErasureDeniedError(MemlakeError):
+    """`erase` was asked by a principal the cubes' policies do not allow to erase (policy `erase_by`)."""
+
+    def __init__(self, subject_id: str, *, principal: str, cubes: tuple[str, ...]) -> None:
+        self.subject_id = subject_id
+        self.principal = principal
+        self.cubes = cubes
+        super().__init__(
+            f"{principal} may not erase subject {subject_id!r}: "
+            f"denied by the policy of cube(s) {', '.join(cubes)}"
+        )
