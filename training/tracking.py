@@ -13,7 +13,7 @@ same run instead of opening a second one.
 
 from __future__ import annotations
 
-__all__ = ["ChampionRef", "MlflowTracker", "registered_model_name"]
+__all__ = ["ChampionRef", "MlflowTracker", "registered_model_name", "TAINTED_TAG"]
 
 import re
 import zlib
@@ -29,6 +29,7 @@ from training.dataset import TrainingSet
 _CUBE_TAG = "memlake.cube_id"
 _NIGHT_TAG = "memlake.night"
 _JOB_TAG = "memlake.job_key"
+TAINTED_TAG = "memlake.tainted"  # on a model version trained on content that was since erased
 
 
 def registered_model_name(settings: TrainingSettings, cube_id: str) -> str:
@@ -233,6 +234,29 @@ class MlflowTracker:
                 return None
             raise InfrastructureError(f"MLflow ({self._settings.mlflow_tracking_uri}) get alias: {e}") from e
         return ChampionRef(cube_id, name, str(mv.version), str(mv.source), mv.run_id, dict(mv.tags or {}))
+
+    def withdraw(self, model_uri: str, *, reason: str) -> bool:
+        """Mark an adapter version tainted and stop serving it (erasure follows lineage here).
+
+        `model_uri` is `models:/<name>/<version>`. The version is tagged
+        `memlake.tainted` with the reason and, if its cube's champion alias points
+        at it, the alias is removed: serving falls back to the base model for that
+        cube until a retrained adapter is promoted. Returns whether it was champion.
+        """
+        from mlflow.exceptions import MlflowException
+
+        name, _, version = model_uri.removeprefix("models:/").rpartition("/")
+        client = self.client()
+        self._call("tag model version", client.set_model_version_tag, name, version, TAINTED_TAG, reason)
+        alias = self._settings.champion_alias
+        try:
+            champion = client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return False  # no champion for that model
+        if str(champion.version) != version:
+            return False
+        self._call("delete alias", client.delete_registered_model_alias, name, alias)
+        return True
 
     def download(self, source: str) -> Path:
         """A local copy of an artifact folder (the folder itself on a local store)."""
