@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow.compute as pc
 
 from lake.rows import memory_from_json
+from lake.scan import sql_in
 from lake.schemas import bucket_of
 from lake.snapshot import open_snapshot
 from lake.tables import Lake
@@ -32,11 +33,16 @@ def memory_history(lake: Lake, memory_id: str, *, cube_id: str | None = None) ->
     """Every version of a memory, oldest first, with the event that made it."""
     snap = open_snapshot(lake, tables=("memory_versions",))
     where = pc.field("memory_id") == memory_id
+    prune = None
     if cube_id is not None:
-        where = where & (pc.field("bucket") == bucket_of(cube_id, lake.settings.buckets))
-        where = where & (pc.field("cube_id") == cube_id)
+        bucket = bucket_of(cube_id, lake.settings.buckets)
+        where = where & (pc.field("bucket") == bucket) & (pc.field("cube_id") == cube_id)
+        prune = f"bucket = {bucket} AND {sql_in('cube_id', [cube_id])}"
     rows = snap.read(
-        "memory_versions", columns=["version", "memory_json", "event_id", "event_type"], filter=where
+        "memory_versions",
+        columns=["version", "memory_json", "event_id", "event_type"],
+        filter=where,
+        prune=prune,
     )
     out = [
         MemoryVersion(memory_from_json(value), event_id, event_type)

@@ -34,6 +34,8 @@ def principal(event: Event) -> str:
 
 
 def memory_row(memory: Memory, *, buckets: int) -> dict[str, Any]:
+    # Enum members are str subclasses, written as they are: `.value` costs an enum
+    # descriptor call per field, and this runs for every version of every memory.
     content = memory.content
     artifact = memory.artifact
     g = memory.governance
@@ -43,8 +45,8 @@ def memory_row(memory: Memory, *, buckets: int) -> dict[str, Any]:
         "memory_id": memory.memory_id,
         "version": memory.indicators.version,
         "cube_version": memory.cube_version,
-        "kind": memory.kind.value,
-        "status": memory.status.value,
+        "kind": memory.kind,
+        "status": memory.status,
         "memory_type": memory.header.memory_type,
         "tags": list(memory.header.tags),
         "text": content.text if content is not None else None,
@@ -52,8 +54,8 @@ def memory_row(memory: Memory, *, buckets: int) -> dict[str, Any]:
         "subject_id": memory.subject_id,
         "artifact_uri": artifact.uri if artifact is not None else None,
         "artifact_format": artifact.format if artifact is not None else None,
-        "visibility": g.visibility.value,
-        "sensitivity": g.sensitivity.value,
+        "visibility": g.visibility,
+        "sensitivity": g.sensitivity,
         "priority": g.priority,
         "pinned": g.pinned,
         "expires_at": g.expires_at,
@@ -129,6 +131,4 @@ def event_row(
 
 def to_table(table: TableSpec, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     """Rows (dicts) as an Arrow table of the table's exact schema."""
-    rows = list(rows)
-    columns = {name: [row[name] for row in rows] for name in table.schema.names}
-    return pa.table(columns, schema=table.schema)
+    return pa.Table.from_pylist(list(rows), schema=table.schema)

@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from lake.scan import scan, without_views
-from lake.schemas import STATE_TABLES
+from lake.scan import scan, sql_in, without_views
+from lake.schemas import STATE_TABLES, bucket_of
 from lake.tables import WATERMARK_KEY, Lake, delta_errors
 from memlake.errors import LakeError
 
@@ -138,7 +138,11 @@ class Snapshot:
         if live_only:
             live = pc.field("status") == "active"
             condition = live if condition is None else condition & live
-        return self.read("memories", filter=condition)
+        prune = None
+        if cube_id is not None:
+            bucket = bucket_of(cube_id, self.lake.settings.buckets)
+            prune = f"bucket = {bucket} AND {sql_in('cube_id', [cube_id])}"
+        return self.read("memories", filter=condition, prune=prune)
 
     def cubes(self) -> pa.Table:
         return self.read("cubes")

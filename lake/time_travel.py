@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lake.rows import cube_from_json, memory_from_json
+from lake.scan import sql_in
 from lake.schemas import bucket_of
 from lake.snapshot import Snapshot, open_snapshot
 from lake.tables import Lake
@@ -53,8 +54,17 @@ def _cube_filter(lake: Lake, cube_id: str) -> pc.Expression:
     )
 
 
+def _cube_prune(lake: Lake, cube_id: str) -> str:
+    return f"bucket = {bucket_of(cube_id, lake.settings.buckets)} AND {sql_in('cube_id', [cube_id])}"
+
+
 def _current_version(snap: Snapshot, cube_id: str) -> int:
-    rows = snap.read("cubes", columns=["version"], filter=pc.field("cube_id") == cube_id)
+    rows = snap.read(
+        "cubes",
+        columns=["version"],
+        filter=pc.field("cube_id") == cube_id,
+        prune=sql_in("cube_id", [cube_id]),
+    )
     return int(rows.column("version")[0].as_py()) if rows.num_rows else 0
 
 
@@ -70,6 +80,7 @@ def version_at(lake: Lake, cube_id: str, timestamp: datetime, *, snapshot: Snaps
         "cube_versions",
         columns=["version"],
         filter=_cube_filter(lake, cube_id) & (pc.field("logged_at") <= pa.scalar(timestamp, _TS)),
+        prune=_cube_prune(lake, cube_id),
     )
     if rows.num_rows == 0:
         return 0
@@ -120,6 +131,7 @@ def _view(lake: Lake, snap: Snapshot, cube_id: str, version: int) -> CubeView:
         "memory_versions",
         columns=["memory_id", "version", "memory_json"],
         filter=where & (pc.field("cube_version") <= version),
+        prune=_cube_prune(lake, cube_id),
     )
     newest: dict[str, tuple[int, str]] = {}
     for memory_id, memory_version, value in zip(
@@ -132,6 +144,7 @@ def _view(lake: Lake, snap: Snapshot, cube_id: str, version: int) -> CubeView:
         "cube_versions",
         columns=["version", "cube_json"],
         filter=where & (pc.field("version") <= version) & pc.field("cube_json").is_valid(),
+        prune=_cube_prune(lake, cube_id),
     )
     cube = None
     if rows.num_rows:

@@ -32,9 +32,7 @@ def _schema(name: str) -> pa.Schema:
 
 def rows_table(name: str, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     """Fold rows of one table as Arrow (with `_ev` for append and counter tables)."""
-    schema = _schema(name)
-    rows = list(rows)
-    return pa.table({f.name: [r[f.name] for r in rows] for f in schema}, schema=schema)
+    return pa.Table.from_pylist(list(rows), schema=_schema(name))
 
 
 def _aggregate_counts(name: str, data: pa.Table) -> pa.Table:

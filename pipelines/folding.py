@@ -85,16 +85,15 @@ def fold_cube(
     rows.applied = len(result.applied)
     rows.duplicates = len(ordered) - len(result.applied) - len(result.rejected)
 
+    # Event objects are the ones passed in: find each one's logged copy by identity,
+    # without formatting UUIDs again and again.
+    logged_of: dict[int, LoggedEvent] = {}
     first_copy: dict[str, LoggedEvent] = {}
     for logged in ordered:
-        first_copy.setdefault(str(logged.event.event_id), logged)
-    by_version: dict[int, LoggedEvent] = {
-        version: first_copy[str(event.event_id)] for event, version in result.applied
-    }
+        logged_of[id(logged.event)] = first_copy.setdefault(str(logged.event.event_id), logged)
+    by_version: dict[int, LoggedEvent] = {version: logged_of[id(event)] for event, version in result.applied}
     erasures = [
-        first_copy[str(event.event_id)].events_version
-        for event, _ in result.applied
-        if isinstance(event, SubjectErased)
+        logged_of[id(event)].events_version for event, _ in result.applied if isinstance(event, SubjectErased)
     ]
 
     for memory_id, memory in state.memories.items():
@@ -136,7 +135,7 @@ def fold_cube(
                 "bucket": bucket,
                 "cube_id": event.cube_id,
                 "version": version,
-                "event_id": str(event.event_id),
+                "event_id": str(logged.event.event_id),
                 "event_type": event.type,
                 "memory_id": event.memory_id,
                 "actor": event.actor.principal,
@@ -154,7 +153,7 @@ def fold_cube(
             rows.usage.extend(_usage(event, version, logged, prior_ids=prior.memories, state=state))
 
     for rejection in result.rejected:
-        logged = first_copy[str(rejection.event.event_id)]
+        logged = logged_of[id(rejection.event)]
         event = rejection.event
         rows.rejected.append(
             {
