@@ -16,15 +16,17 @@ __all__ = [
     "VECTORS_SCHEMA",
     "HOT_SCHEMA",
     "consolidate_app_id",
+    "subject_predicate",
 ]
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from lake.scan import sql_in, sql_literal
 from lake.tables import Lake, delta_errors
 
 if TYPE_CHECKING:
@@ -72,6 +74,17 @@ HOT_SCHEMA = pa.schema(
 
 def consolidate_app_id(table: str) -> str:
     return f"consolidate:{table}"
+
+
+def subject_predicate(subject_id: str, memories: Iterable[tuple[str, str]]) -> str:
+    """SQL selecting rows about a subject: its own rows and those of the given (cube, memory) pairs."""
+    by_cube: dict[str, set[str]] = {}
+    for cube_id, memory_id in memories:
+        by_cube.setdefault(cube_id, set()).add(memory_id)
+    terms = [f"subject_id = {sql_literal(subject_id)}"]
+    for cube_id, ids in sorted(by_cube.items()):
+        terms.append(f"(cube_id = {sql_literal(cube_id)} AND {sql_in('memory_id', ids)})")
+    return " OR ".join(terms)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import pyarrow as pa
 from lake.scan import sql_literal
 from lake.tables import Lake, delta_errors
 from memlake.model import MemoryKind, MemoryStatus
-from pipelines.consolidation_tables import HOT_MEMORIES, HOT_SCHEMA, OwnTable
+from pipelines.consolidation_tables import HOT_MEMORIES, HOT_SCHEMA, OwnTable, subject_predicate
 from pipelines.lifecycle import MemoryRow
 
 
@@ -156,9 +156,6 @@ class HotMemoriesTable:
             dt.update_incremental()
             return int(dt.version())
 
-    def forget(self, *, subject_id: str, cube_ids: Iterable[str] = ()) -> int:
-        predicate = f"subject_id = {sql_literal(subject_id)}"
-        cubes = sorted(set(cube_ids))
-        if cubes:
-            predicate += " OR cube_id IN (" + ", ".join(sql_literal(c) for c in cubes) + ")"
-        return self._table.delete(predicate)
+    def forget(self, *, subject_id: str, memories: Iterable[tuple[str, str]] = ()) -> int:
+        """Delete the selection's rows about a subject (and of the given (cube, memory) pairs)."""
+        return self._table.delete(subject_predicate(subject_id, memories))

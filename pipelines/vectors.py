@@ -25,11 +25,10 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lake.scan import sql_in, sql_literal
 from lake.tables import Lake, delta_errors
 from memlake.errors import SealedContentError
 from memlake.model import Content, Sealed
-from pipelines.consolidation_tables import VECTORS, VECTORS_SCHEMA, OwnTable
+from pipelines.consolidation_tables import VECTORS, VECTORS_SCHEMA, OwnTable, subject_predicate
 from streams.sealing import Sealer
 
 Vectors = npt.NDArray[np.float32]
@@ -149,10 +148,6 @@ class VectorCache:
             write_deltalake(dt, kept, mode="overwrite", predicate=f"bucket = {int(bucket)}")
         return int(data.num_rows) - int(kept.num_rows)
 
-    def forget(self, *, subject_id: str, cube_ids: Iterable[str] = ()) -> int:
-        """Delete every vector about a subject (and of the cubes about them)."""
-        predicate = f"subject_id = {sql_literal(subject_id)}"
-        cubes = sorted(set(cube_ids))
-        if cubes:
-            predicate = f"({predicate}) OR {sql_in('cube_id', cubes)}"
-        return self._table.delete(predicate)
+    def forget(self, *, subject_id: str, memories: Iterable[tuple[str, str]] = ()) -> int:
+        """Delete every vector about a subject (and of the given (cube, memory) pairs)."""
+        return self._table.delete(subject_predicate(subject_id, memories))

@@ -86,6 +86,27 @@ def register(commands: Any) -> None:
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(run=_verify)
 
+    erase = commands.add_parser(
+        "erase",
+        help="crypto-shred a subject: destroy their key, emit subject.erased, drop derived copies",
+        description="Destroy the subject's data key and emit subject.erased in every cube holding content "
+        "about them; drop consolidation's vectors and hot rows, the index rows, the KV caches built from "
+        "them, and withdraw the adapters trained on them.",
+    )
+    erase.add_argument("subject_id")
+    erase.add_argument(
+        "--actor", default="system:erasure", help="principal asking (checked against each cube's erase_by)"
+    )
+    erase.add_argument("--dry-run", action="store_true", help="show the footprint, change nothing")
+    after = erase.add_mutually_exclusive_group()
+    after.add_argument(
+        "--materialize", action="store_true", help="land and materialize now, then vacuum (one machine)"
+    )
+    after.add_argument(
+        "--wait", type=float, metavar="SECONDS", help="wait for the running materializer, then vacuum"
+    )
+    erase.set_defaults(run=_erase)
+
 
 def _beam_args(args: argparse.Namespace) -> list[str]:
     extra = list(args.beam_args or [])
@@ -142,3 +163,20 @@ def _verify(settings: Settings, args: argparse.Namespace) -> int:
             print(problem)
         print(report.summary())
     return 0 if report.ok else 1
+
+
+def _erase(settings: Settings, args: argparse.Namespace) -> int:
+    from memlake.cli._erase import erase_subject
+    from memlake.model import Actor
+
+    report = erase_subject(
+        settings,
+        args.subject_id,
+        actor=Actor.parse(args.actor),
+        dry_run=args.dry_run,
+        materialize=args.materialize,
+        wait_s=args.wait,
+    )
+    for line in report.lines():
+        print(line)
+    return 0
