@@ -180,12 +180,20 @@ class LocalBroker:
         self._pid_file.unlink(missing_ok=True)
         return True
 
-    def kill(self) -> None:
-        """SIGKILL the broker, as a crash would (for durability tests)."""
+    def kill(self, *, timeout_s: float = 60.0) -> None:
+        """SIGKILL the broker, as a crash would (for durability tests); return once it is gone.
+
+        A process blocked in the kernel (an fsync on a busy disk) dies only when the call
+        returns, so this waits for it rather than leaving its ports to a later `up`.
+        """
         pid = self._running_pid()
         if pid is not None:
             _signal(pid, signal.SIGKILL)
-            _wait_gone(pid)
+            if not _wait_gone(pid, timeout_s):
+                raise BrokerError(
+                    f"the Kafka broker (pid {pid}) was sent SIGKILL but is still alive after {timeout_s:.0f} s",
+                    log_file=str(self.log_file),
+                )
         self._pid_file.unlink(missing_ok=True)
 
     def healthy(self, timeout_s: float = 5.0) -> bool:
@@ -301,10 +309,13 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie (our own exited child) is not alive.
+    # A zombie (our own exited child) is not alive. But the leader of a multi-threaded
+    # process (the JVM) shows "Z" as soon as its own thread is gone, while the other
+    # threads still run and hold its sockets: only a zombie with no threads left is dead.
     with contextlib.suppress(OSError):
         stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+        threads = len(os.listdir(f"/proc/{pid}/task"))
+        if stat.rsplit(")", 1)[1].split()[0] == "Z" and threads <= 1:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
             return False
@@ -324,10 +335,11 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         os.kill(pid, sig)
 
 
-def _wait_gone(pid: int, timeout_s: float = 15.0) -> None:
+def _wait_gone(pid: int, timeout_s: float = 15.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.1)
+    return not _alive(pid)
 
 
 def _port_taken(host: str, port: int) -> bool:
