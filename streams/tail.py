@@ -8,7 +8,7 @@ their reason, so a person watching sees everything the log holds. The
 
 from __future__ import annotations
 
-__all__ = ["Tailed", "follow", "format_event", "format_tailed", "format_dead_letter"]
+__all__ = ["Tailed", "LogTail", "follow", "format_event", "format_tailed", "format_dead_letter"]
 
 import time
 from collections.abc import Callable, Iterator
@@ -53,6 +53,109 @@ class Tailed:
     error: InvalidEventError | None = None
 
 
+class LogTail:
+    """Follows the events topic. Entering positions it (at the end, or the beginning),
+    so everything written after `__enter__` returns is seen; iterating yields records
+    until `max_events` or `idle_timeout_s`. The constructor does no I/O."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        from_beginning: bool = False,
+        cube_id: str | None = None,
+        max_events: int | None = None,
+        idle_timeout_s: float | None = None,
+        poll_ms: int = 500,
+    ) -> None:
+        self._settings = settings
+        self._from_beginning = from_beginning
+        self._cube_id = cube_id
+        self._max_events = max_events
+        self._idle_timeout_s = idle_timeout_s
+        self._poll_ms = poll_ms
+        self._consumer: Any = None
+
+    def __enter__(self) -> LogTail:
+        from kafka import KafkaConsumer, TopicPartition
+        from kafka.errors import KafkaError
+
+        settings = self._settings
+        try:
+            consumer = KafkaConsumer(
+                **settings.client_options(), enable_auto_commit=False, auto_offset_reset="earliest"
+            )
+        except (KafkaError, OSError) as e:
+            raise BrokerUnavailableError(settings.bootstrap, str(e)) from e
+        try:
+            tps = [TopicPartition(settings.events_topic, p) for p in _partitions(consumer, settings)]
+            consumer.assign(tps)
+            if self._from_beginning:
+                consumer.seek_to_beginning(*tps)
+            else:
+                for tp, end in consumer.end_offsets(tps).items():
+                    consumer.seek(tp, end)
+        except BaseException:
+            consumer.close()
+            raise
+        self._consumer = consumer
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def __iter__(self) -> Iterator[Tailed]:
+        from kafka.errors import KafkaError
+
+        if self._consumer is None:
+            raise RuntimeError("enter the LogTail (`with LogTail(...) as tail:`) before iterating")
+        consumer = self._consumer
+        yielded = 0
+        last_seen = time.monotonic()
+        wanted_key = self._cube_id.encode() if self._cube_id is not None else None
+        try:
+            while self._max_events is None or yielded < self._max_events:
+                batches = consumer.poll(timeout_ms=self._poll_ms)
+                messages = sorted(
+                    (m for batch in batches.values() for m in batch), key=lambda m: (m.timestamp, m.partition)
+                )
+                if not messages:
+                    if (
+                        self._idle_timeout_s is not None
+                        and time.monotonic() - last_seen > self._idle_timeout_s
+                    ):
+                        return
+                    continue
+                last_seen = time.monotonic()
+                for message in messages:
+                    if wanted_key is not None and message.key is not None and message.key != wanted_key:
+                        continue
+                    tailed = _parse(
+                        Record(
+                            topic=message.topic,
+                            partition=message.partition,
+                            offset=message.offset,
+                            key=message.key,
+                            value=message.value,
+                            timestamp_ms=message.timestamp,
+                        )
+                    )
+                    if (
+                        self._cube_id is not None
+                        and tailed.event is not None
+                        and tailed.event.cube_id != self._cube_id
+                    ):
+                        continue
+                    yield tailed
+                    yielded += 1
+                    if self._max_events is not None and yielded >= self._max_events:
+                        return
+        except KafkaError as e:
+            raise BrokerUnavailableError(self._settings.bootstrap, str(e)) from e
+
+
 def follow(
     settings: KafkaSettings,
     *,
@@ -67,61 +170,15 @@ def follow(
 
     With `cube_id`, only that cube's records (matched on the key, then on the event).
     """
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
-
-    try:
-        consumer = KafkaConsumer(
-            **settings.client_options(), enable_auto_commit=False, auto_offset_reset="earliest"
-        )
-    except (KafkaError, OSError) as e:
-        raise BrokerUnavailableError(settings.bootstrap, str(e)) from e
-    try:
-        partitions = _partitions(consumer, settings)
-        tps = [TopicPartition(settings.events_topic, p) for p in partitions]
-        consumer.assign(tps)
-        if from_beginning:
-            consumer.seek_to_beginning(*tps)
-        else:
-            # Pin "now" before returning, so that events written right after the call are seen.
-            for tp, end in consumer.end_offsets(tps).items():
-                consumer.seek(tp, end)
-        yielded = 0
-        last_seen = time.monotonic()
-        wanted_key = cube_id.encode() if cube_id is not None else None
-        while max_events is None or yielded < max_events:
-            batches = consumer.poll(timeout_ms=poll_ms)
-            messages = sorted(
-                (m for batch in batches.values() for m in batch), key=lambda m: (m.timestamp, m.partition)
-            )
-            if not messages:
-                if idle_timeout_s is not None and time.monotonic() - last_seen > idle_timeout_s:
-                    return
-                continue
-            last_seen = time.monotonic()
-            for message in messages:
-                if wanted_key is not None and message.key is not None and message.key != wanted_key:
-                    continue
-                tailed = _parse(
-                    Record(
-                        topic=message.topic,
-                        partition=message.partition,
-                        offset=message.offset,
-                        key=message.key,
-                        value=message.value,
-                        timestamp_ms=message.timestamp,
-                    )
-                )
-                if cube_id is not None and tailed.event is not None and tailed.event.cube_id != cube_id:
-                    continue
-                yield tailed
-                yielded += 1
-                if max_events is not None and yielded >= max_events:
-                    return
-    except KafkaError as e:
-        raise BrokerUnavailableError(settings.bootstrap, str(e)) from e
-    finally:
-        consumer.close()
+    with LogTail(
+        settings,
+        from_beginning=from_beginning,
+        cube_id=cube_id,
+        max_events=max_events,
+        idle_timeout_s=idle_timeout_s,
+        poll_ms=poll_ms,
+    ) as tail:
+        yield from tail
 
 
 def _partitions(consumer: Any, settings: KafkaSettings) -> list[int]:

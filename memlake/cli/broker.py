@@ -50,7 +50,8 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
         if not topic.exists or topic.end_offsets is None:
             print(f"topic {topic.name}: not created (run `memlake up`)")
             continue
-        print(f"topic {topic.name}: {len(topic.end_offsets)} partitions, {topic.records} records")
+        count = len(topic.end_offsets)
+        print(f"topic {topic.name}: {count} partition{'s' if count != 1 else ''}, {topic.records} records")
         for partition, end in topic.end_offsets.items():
             start = (topic.start_offsets or {}).get(partition, 0)
             trimmed = f" (log starts at {start})" if start else ""
