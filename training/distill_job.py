@@ -3,9 +3,9 @@
 For one cube:
 1. select its pinned and hot plaintext memories from one lake snapshot;
 2. build the training set and its held-out probes;
-3. measure the base model closed-book (recall NLL, answer F1, control perplexity);
-4. train a LoRA adapter (resuming from a checkpoint of the same job, if any);
-5. measure the adapter the same way; the gate decides;
+3. train a LoRA adapter (resuming from a checkpoint of the same job, if any);
+4. measure the base model and the adapter closed-book (recall NLL, answer F1,
+   control perplexity); the gate decides;
 6. MLflow: the run (params, losses, metrics, the dataset with its Delta table
    and version, the adapter folder) and a new registered model version;
 7. only if the gate passed: store the adapter, emit `memory.transformed`
@@ -133,7 +133,6 @@ def distill_cube(
     run_id = None
     night = now.date().isoformat()
     if main:
-        base_metrics = measure(base.model, base, data.probes, settings)
         params = {
             **settings.model_dump(mode="json", exclude={"mlflow_tracking_uri"}),
             "cube_id": cube_id,
@@ -177,6 +176,11 @@ def distill_cube(
             if not main:
                 return DistillOutcome(cube_id, "skipped", "not the main process", train=trained)
             assert run_id is not None
+            # The base is measured through the same model with the adapter switched off (the
+            # same computation as the plain base model), after training: a resumed job never
+            # pays for it twice.
+            with model.disable_adapter():
+                base_metrics = measure(model, base, data.probes, settings)
             report = gate(base_metrics, measure(model, base, data.probes, settings), settings)
             adapter_dir = Path(tmp) / "adapter"
             model.save_pretrained(str(adapter_dir))
