@@ -129,15 +129,15 @@ class OwnTable:
         self,
         *,
         columns: list[str] | None = None,
-        partitions: list[tuple[str, str, Any]] | None = None,
+        filters: list[tuple[str, str, Any]] | None = None,
     ) -> pa.Table:
-        """Rows of the current version (of some partitions), in the table's schema."""
+        """Rows of the current version (only those matching partition `filters`), in the table's schema."""
         if not self.exists():
             empty = self.schema.empty_table()
             return empty if columns is None else empty.select(columns)
         dt = self.table()
         with delta_errors(self.name):
-            data = dt.to_pyarrow_table(filters=partitions, columns=columns)
+            data = dt.to_pyarrow_table(filters=filters, columns=columns)
         target = self.schema if columns is None else pa.schema([self.schema.field(c) for c in columns])
         return data.select(target.names).cast(target)
 

@@ -14,7 +14,7 @@ erasing the subject makes them unreadable at once, and `forget` deletes them.
 
 from __future__ import annotations
 
-__all__ = ["VectorCache", "content_digest", "Embed"]
+__all__ = ["VectorCache", "CachedVectors", "content_digest", "Embed"]
 
 import base64
 import hashlib
@@ -43,6 +43,42 @@ def content_digest(content: Content) -> str:
     return "t:" + hashlib.sha256(content.text.encode()).hexdigest()
 
 
+class CachedVectors:
+    """Cached vectors by (cube_id, memory_id, content digest); each is decoded only when asked for."""
+
+    def __init__(self, data: pa.Table, sealer: Sealer) -> None:
+        self._blobs = data.column("vector")
+        self._sealed = data.column("sealed")
+        self._sealer = sealer
+        keys = zip(
+            data.column("cube_id").to_pylist(),
+            data.column("memory_id").to_pylist(),
+            data.column("content_sha256").to_pylist(),
+            strict=True,
+        )
+        self._rows = {key: i for i, key in enumerate(keys)}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rows
+
+    def stored_keys(self) -> Iterable[tuple[str, str, str]]:
+        return self._rows.keys()
+
+    def get(self, key: tuple[str, str, str]) -> Vectors | None:
+        """The vector, or None when not cached or no longer readable (its subject was erased)."""
+        row = self._rows.get(key)
+        if row is None:
+            return None
+        blob: bytes = self._blobs[row].as_py()
+        if self._sealed[row].as_py():
+            try:
+                blob = base64.b64decode(self._sealer.open(Sealed.model_validate_json(blob)))
+            except SealedContentError:
+                return None  # the subject was erased: the vector is gone with the key
+        vector: Vectors = np.frombuffer(blob, dtype="<f2").astype(np.float32)
+        return vector
+
+
 class VectorCache:
     """The `memory_vectors` table. The constructor does no I/O."""
 
@@ -54,37 +90,18 @@ class VectorCache:
     def table(self) -> OwnTable:
         return self._table
 
-    def load(
-        self, bucket: int, cube_ids: Iterable[str], *, sealer: Sealer
-    ) -> tuple[dict[tuple[str, str, str], Vectors], int]:
-        """Vectors of one bucket's cubes by (cube_id, memory_id, content digest), and the bucket's rows."""
+    def load(self, bucket: int, cube_ids: Iterable[str], *, sealer: Sealer) -> tuple[CachedVectors, int]:
+        """The cached vectors of one bucket's cubes (decoded on demand), and the bucket's row count."""
         data = self._table.read(
             columns=["cube_id", "memory_id", "content_sha256", "embedder", "sealed", "vector"],
-            partitions=[("bucket", "=", int(bucket))],
+            filters=[("bucket", "=", int(bucket))],
         )
-        total = data.num_rows
+        total = int(data.num_rows)
         wanted = pa.array(sorted(set(cube_ids)), pa.string())
         mask = pc.and_(
             pc.is_in(data.column("cube_id"), wanted), pc.equal(data.column("embedder"), self._embedder)
         )
-        data = data.filter(mask)
-        out: dict[tuple[str, str, str], Vectors] = {}
-        columns = ("cube_id", "memory_id", "content_sha256", "sealed", "vector")
-        for cube_id, memory_id, sha, sealed, blob in zip(
-            *(data.column(c).to_pylist() for c in columns), strict=True
-        ):
-            vector = self._decode(blob, sealed=sealed, sealer=sealer)
-            if vector is not None:
-                out[(cube_id, memory_id, sha)] = vector
-        return out, total
-
-    def _decode(self, blob: bytes, *, sealed: bool, sealer: Sealer) -> Vectors | None:
-        if sealed:
-            try:
-                blob = base64.b64decode(sealer.open(Sealed.model_validate_json(blob)))
-            except SealedContentError:
-                return None  # the subject was erased: the vector is gone with the key
-        return np.frombuffer(blob, dtype="<f2").astype(np.float32)
+        return CachedVectors(data.filter(mask), sealer), total
 
     def rows(
         self,
@@ -132,7 +149,7 @@ class VectorCache:
 
         if not stale:
             return 0
-        data = self._table.read(partitions=[("bucket", "=", int(bucket))])
+        data = self._table.read(filters=[("bucket", "=", int(bucket))])
         keep = [
             (c, m, sha) not in stale
             for c, m, sha in zip(

@@ -67,6 +67,9 @@ def register(commands: Any) -> None:
     consolidate.add_argument(
         "--full", action="store_true", help="compare every pair of memories, not only pairs with a new one"
     )
+    consolidate.add_argument(
+        "--verbose", action="store_true", help="print every decision sent (a dry run always does)"
+    )
     consolidate.add_argument("beam_args", nargs=argparse.REMAINDER, help="Beam pipeline options after --")
     consolidate.set_defaults(run=_consolidate)
 
@@ -128,8 +131,9 @@ def _consolidate(settings: Settings, args: argparse.Namespace) -> int:
     if report.watermark < 0:
         print("the lake holds no snapshot yet: run `memlake materialize` first", file=sys.stderr)
         return 0
-    for line in report.actions:
-        print(("would " if report.dry_run else "") + line)
+    if report.dry_run or args.verbose:
+        for line in report.actions:
+            print(("would " if report.dry_run else "") + line)
     print(report.summary())
     return 0
 
