@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["Components", "OffsetProbe"]
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -42,16 +43,27 @@ class Components:
     opener: ContentOpener | None = None
     # Called on stop, last first: the index, the producer (Milvus Lite holds a file lock).
     closers: list[Callable[[], None]] = field(default_factory=list)
+    _users: int = field(default=0, repr=False)
+    _lifecycle: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def start(self) -> None:
-        self.keeper.start()
-        self.recorder.start()
+        """Start once; nested starts (an app whose lifespan runs twice) only count."""
+        with self._lifecycle:
+            self._users += 1
+            if self._users > 1:
+                return
+            self.keeper.start()
+            self.recorder.start()
 
     def stop(self) -> None:
-        self.recorder.stop()
-        self.keeper.stop()
-        for close in reversed(self.closers):
-            close()
+        with self._lifecycle:
+            self._users -= 1
+            if self._users > 0:
+                return
+            self.recorder.stop()
+            self.keeper.stop()
+            for close in reversed(self.closers):
+                close()
 
     def _check_positions(self, positions: Sequence[tuple[int, int]]) -> None:
         ends = self.offsets.end_offsets()

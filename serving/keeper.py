@@ -87,6 +87,10 @@ class SnapshotKeeper:
     # --- reading --------------------------------------------------------------------
 
     @property
+    def index(self) -> VectorIndex:
+        return self._index
+
+    @property
     def ready(self) -> bool:
         return self._snapshot is not None
 
@@ -135,7 +139,13 @@ class SnapshotKeeper:
     def start(self, *, follow: bool = True) -> None:
         """Load the snapshot, reconcile the index with it, and follow the lake."""
         self._index.ensure()
-        self._run_pipeline()
+        try:
+            self._run_pipeline()
+        except (MemlakeError, RuntimeError) as e:
+            # Serve what the lake already holds; the follow loop retries the pipeline.
+            self.stats.follow_errors += 1
+            self.stats.last_error = f"pipeline: {e}"
+            log.warning("embedded land/materialize failed at start: %s", e)
         self._load()
         if follow:
             self._thread = threading.Thread(target=self._follow, name="memlake-snapshot", daemon=True)
@@ -176,7 +186,7 @@ class SnapshotKeeper:
     def _load(self) -> None:
         with self._advance_lock:
             snapshot = self._load_unlocked()
-            present = self._index.keys()
+            present = self._index.row_keys()
             expected = snapshot.searchable_keys()
             self._index_keys(snapshot, expected - present)
             stale = present - expected
@@ -210,6 +220,13 @@ class SnapshotKeeper:
                 return
             try:
                 self._run_pipeline()
+            except (MemlakeError, RuntimeError) as e:
+                # Beam re-raises a failed step as RuntimeError. Every commit carries its
+                # transaction id, so the next run simply retries what this one did not finish.
+                self.stats.follow_errors += 1
+                self.stats.last_error = f"pipeline: {e}"
+                log.warning("embedded land/materialize failed, will retry: %s", e)
+            try:
                 self.advance()
                 self._drain_retired()
                 self._flush_if_due()

@@ -202,14 +202,14 @@ class MilvusLiteVectorIndex:
         )
         return [VectorHit(IndexKey.parse(str(hit["id"])), float(hit["distance"])) for hit in result[0]]
 
-    def keys(self) -> set[IndexKey]:
+    def row_keys(self) -> set[IndexKey]:
         rows = self._guard(
             "list keys", lambda: self._collection_handle().query(expr=None, output_fields=["pk"])
         )
         return {IndexKey.parse(str(r["pk"])) for r in rows}
 
     def count(self) -> int:
-        return len(self.keys())
+        return len(self.row_keys())
 
     def drop(self) -> None:
         def drop() -> None:
@@ -353,7 +353,7 @@ class MilvusVectorIndex:
         )
         return [VectorHit(IndexKey.parse(str(hit["pk"])), float(hit["distance"])) for hit in result[0]]
 
-    def keys(self) -> set[IndexKey]:
+    def row_keys(self) -> set[IndexKey]:
         out: set[IndexKey] = set()
         iterator = self._call(
             "list keys",
@@ -367,7 +367,7 @@ class MilvusVectorIndex:
         return out
 
     def count(self) -> int:
-        return len(self.keys())
+        return len(self.row_keys())
 
     def drop(self) -> None:
         def drop(c: Any) -> None:

@@ -87,7 +87,7 @@ class VectorIndex(Protocol):
         self, vector: npt.NDArray[np.float32], *, cube_ids: Sequence[str], expression: str, limit: int
     ) -> list[VectorHit]: ...
 
-    def keys(self) -> set[IndexKey]:
+    def row_keys(self) -> set[IndexKey]:
         """Every row's key: what startup reconciles with the snapshot."""
         ...
 

@@ -9,10 +9,6 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class _BodyTooLargeError(Exception):
-    """Raised from inside `receive` to stop reading a body past the limit."""
-
-
 class BodyLimit:
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -55,24 +51,31 @@ class BodyLimit:
                     return
         received = 0
         started = False
+        refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            # Past the limit: answer 413 at once and tell the app the client left, so it
+            # stops reading; whatever the app answers after that is dropped.
+            nonlocal received, started, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLargeError
+                    refused = True
+                    if not started:
+                        started = True
+                        await self._refuse(send, f"more than {self.max_bytes}")
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if refused:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLargeError:
-            if not started:
-                await self._refuse(send, f"more than {self.max_bytes}")
+        await self.app(scope, limited_receive, tracking_send)

@@ -26,6 +26,7 @@ from serving.components import Components
 from serving.embeddings import SentenceTransformerEmbedder
 from serving.generation import TransformersGenerator
 from serving.service import build_components
+from serving.vector_index import VectorIndex
 from streams.admin import ensure_topics
 
 ROLES = {
@@ -88,7 +89,12 @@ class Stack:
     client: TestClient
     settings: Settings
     components: Components
+    embedder: SentenceTransformerEmbedder
     keys: dict[str, str] = field(default_factory=dict)  # role -> API key
+
+    @property
+    def index(self) -> VectorIndex:
+        return self.components.keeper.index
 
     def headers(self, role: str | None) -> dict[str, str]:
         return {} if role is None else {"Authorization": f"Bearer {self.keys[role]}"}
@@ -156,4 +162,4 @@ def stack(
     keys = {role: store.create(principal, name=role).secret for role, principal in ROLES.items()}
     components = build_components(settings, embedder=embedder, generator=generator)
     with TestClient(create_app(components)) as client:
-        yield Stack(client, settings, components, keys)
+        yield Stack(client, settings, components, embedder, keys)

@@ -109,9 +109,9 @@ def test_filters_push_down(index: VectorIndex) -> None:
 def test_delete_and_keys(index: VectorIndex) -> None:
     index.upsert([row("c1", "a", unit(5)), row("c1", "a", unit(6), version=2), row("c2", "b", unit(7))])
     index.flush()
-    assert index.keys() == {IndexKey("c1", "a", 1), IndexKey("c1", "a", 2), IndexKey("c2", "b", 1)}
+    assert index.row_keys() == {IndexKey("c1", "a", 1), IndexKey("c1", "a", 2), IndexKey("c2", "b", 1)}
     index.delete([IndexKey("c1", "a", 1)])
-    assert index.keys() == {IndexKey("c1", "a", 2), IndexKey("c2", "b", 1)}
+    assert index.row_keys() == {IndexKey("c1", "a", 2), IndexKey("c2", "b", 1)}
     assert index.count() == 2
     hits = index.search(unit(5), cube_ids=["c1"], expression=expr(["c1"]), limit=5)
     assert [h.key for h in hits] == [IndexKey("c1", "a", 2)]
@@ -135,10 +135,10 @@ def test_rows_survive_a_reopen_and_drop_empties(adapter: str, tmp_path: Path) ->
     first.close()
     second = make(adapter, tmp_path)
     second.ensure()
-    assert second.keys() == {IndexKey("c1", "a", 1)}
+    assert second.row_keys() == {IndexKey("c1", "a", 1)}
     second.drop()
     second.ensure()
-    assert second.keys() == set()
+    assert second.row_keys() == set()
     second.close()
 
 
