@@ -110,6 +110,12 @@ class Stack:
         )
         assert response.status_code == 200, response.text
 
+    def catch_up(self) -> None:
+        """Block until the snapshot reflects everything in the log right now."""
+        ends = self.components.offsets.end_offsets(refresh=True)
+        positions = [(p, end - 1) for p, end in ends.items() if end > 0]
+        self.components.keeper.wait_for(positions, timeout_s=self.settings.serving.consistency_timeout_s)
+
     def cube(
         self,
         name: str = "cube",
