@@ -13,16 +13,23 @@ from pathlib import Path
 
 import pytest
 
+from lake.rows import memory_from_json
 from lake.snapshot import open_snapshot
 from lake.tables import Lake
 from memlake.events import MemoryTransformed, Transformation
-from memlake.model import SourceRef, utcnow
+from memlake.model import MemoryKind, SourceRef, utcnow
 from memlake.settings import Settings
 from streams.producer import EventProducer
 from training.artifacts import FileSystemArtifactStore, artifact_sha256
 from training.base_model import BaseLLM
 from training.distill_job import DistillOutcome, distill_cube
-from training.lineage import ADAPTER_MEMORY_ID
+from training.kv_cache import generate, load_prefix_cache, prompt_for, staleness
+from training.kv_job import KVJobResult, build_cube_cache, current_artifact_memory
+from training.lineage import ADAPTER_MEMORY_ID, KV_MEMORY_ID
+from training.prompts import encode_prompt
+from training.recite import recite_cube
+from training.registry import AdapterRegistry
+from training.selection import live_versions
 from training.tracking import MlflowTracker, registered_model_name
 
 from .lakefill import Fact, Workload, produce, sync_lake, topic_events
@@ -33,6 +40,13 @@ FACTS = (
     Fact("m-offsite", "The quarterly team offsite takes place in Lisbon on 14 May.", ("offsite",), reads=4),
     Fact("m-tea", "Bruno always drinks green tea with honey in the morning.", ("bruno",), reads=2),
     Fact("m-cold", "The old printer on floor two was replaced last year.", ("office",), reads=0),
+)
+# A cube of its own for the KV-cache job, whose memories change under it.
+KV_CUBE = "team:gamma"
+KV_FACTS = (
+    Fact("g-pin", "The support hotline number is 555-0199.", ("support",), pinned=True),
+    Fact("g-hot", "Deploys are frozen every Friday after 3 pm.", ("deploys",), reads=5),
+    Fact("g-cold", "The wiki moved to a new server in March.", ("wiki",), reads=1),
 )
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -64,7 +78,8 @@ def _distill(settings: Settings, base: BaseLLM, *, restart: bool = False) -> Dis
 
 @pytest.fixture(scope="module")
 def night(module_settings: Settings, base_llm: BaseLLM) -> Night:
-    produce(module_settings, Workload().cube(CUBE, FACTS).cube("team:beta", FACTS[3:]).events)
+    workload = Workload().cube(CUBE, FACTS).cube("team:beta", FACTS[3:]).cube(KV_CUBE, KV_FACTS)
+    produce(module_settings, workload.events)
     sync_lake(module_settings)
     outcome = _distill(module_settings, base_llm)
     return Night(
@@ -197,3 +212,156 @@ def test_a_killed_job_resumes_from_its_checkpoint_with_the_same_metrics(
     assert outcome.run_id in {r.info.run_id for r in runs}
     assert all(r.info.status == "FINISHED" for r in runs)
     assert not list(checkpoints.rglob("checkpoint-*.pt"))
+
+
+@pytest.mark.integration
+def test_the_registry_serves_each_cubes_champion_and_follows_the_alias(
+    night: Night, base_llm: BaseLLM
+) -> None:
+    tracker = night.tracker
+    champion = tracker.champion(CUBE)
+    assert champion is not None
+    questions = [encode_prompt(base_llm.tokenizer, question=p) for p in _probe_questions()]
+    plain_before = [generate(base_llm, q, max_new_tokens=12).token_ids for q in questions]
+    registry = AdapterRegistry(base_llm, tracker, refresh_s=0)
+    try:
+        with registry.use(CUBE) as used:
+            assert used.used
+            assert (used.model_uri, used.run_id) == (champion.uri, night.outcome.run_id)
+            adapted = [
+                generate(base_llm, q, max_new_tokens=12, model=registry.model).token_ids for q in questions
+            ]
+        with registry.use("team:beta") as other:
+            assert not other.used
+            assert other.reason == "no champion adapter"
+            plain = [
+                generate(base_llm, q, max_new_tokens=12, model=registry.model).token_ids for q in questions
+            ]
+        assert plain == plain_before  # outside its cube, an adapter changes nothing
+        assert adapted != plain_before
+
+        moved = tracker.register(
+            CUBE, run_id=champion.run_id or "", source=champion.source, tags=champion.tags
+        )
+        tracker.promote(CUBE, moved)
+        assert registry.resolve(CUBE).version == moved
+        assert registry.loaded() == {CUBE: f"models:/{champion.name}/{moved}"}
+
+        foreign = {**champion.tags, "memlake.base_model_fingerprint": "bfloat16:another-model"}
+        tracker.promote(
+            CUBE, tracker.register(CUBE, run_id=champion.run_id or "", source=champion.source, tags=foreign)
+        )
+        refused = registry.resolve(CUBE)
+        assert not refused.used
+        assert "trained on base model bfloat16:another-model" in (refused.reason or "")
+    finally:
+        registry.close()
+        tracker.promote(CUBE, champion.version)
+    assert [generate(base_llm, q, max_new_tokens=12).token_ids for q in questions] == plain_before
+
+
+def _probe_questions() -> list[str]:
+    from training.dataset import build_training_set
+    from training.selection import HotMemory
+
+    data = build_training_set([HotMemory(f.memory_id, 1, f.text, f.tags) for f in FACTS[:3]])
+    return [p.question for p in data.probes]
+
+
+@pytest.mark.integration
+def test_recitation_stores_what_the_adapter_holds_with_lineage_to_it(night: Night, base_llm: BaseLLM) -> None:
+    settings = night.settings
+    sync_lake(settings)  # the adapter's memory.transformed becomes the cube's parametric memory
+    lake = Lake(settings.lake)
+    with EventProducer(settings.kafka) as producer:
+        result = recite_cube(
+            base=base_llm,
+            snapshot=open_snapshot(lake),
+            settings=settings.training,
+            store=night.store,
+            sink=producer,
+            cube_id=CUBE,
+        )
+    adapter = SourceRef(memory_id=ADAPTER_MEMORY_ID, version=1)
+    assert result.adapter == adapter
+    assert (
+        result.model_version
+        == f"models:/{registered_model_name(settings.training, CUBE)}/{night.outcome.model_version}"
+    )
+    assert [r.topic for r in result.recitations] == ["ada", "offsite", "bruno"]
+    sync_lake(settings)
+    memories = open_snapshot(lake).memories(cube_id=CUBE, live_only=True)
+    stored = {
+        row["memory_id"]: memory_from_json(row["memory_json"])
+        for row in memories.select(["memory_id", "memory_json"]).to_pylist()
+    }
+    for recitation in result.recitations:
+        memory = stored[recitation.memory_id]
+        assert memory.kind is MemoryKind.PLAINTEXT
+        assert memory.content is not None
+        assert memory.content.text == recitation.text
+        assert memory.header.lineage == (adapter,)
+        assert recitation.topic in memory.header.tags
+
+
+@pytest.mark.integration
+def test_the_kv_cache_job_builds_once_and_again_when_a_source_changes(
+    night: Night, base_llm: BaseLLM
+) -> None:
+    settings = night.settings
+    lake = Lake(settings.lake)
+
+    def build() -> KVJobResult:
+        with EventProducer(settings.kafka) as producer:
+            return build_cube_cache(
+                base=base_llm,
+                snapshot=open_snapshot(lake, tables=("memories", "usage")),
+                settings=settings.training,
+                store=night.store,
+                sink=producer,
+                cube_id=KV_CUBE,
+                now=utcnow(),
+            )
+
+    first = build()
+    assert first.built
+    assert first.memories == 2  # the pinned and the hot one; g-cold was read once only
+    sync_lake(settings)
+    assert build().reason == "the current cache is fresh"
+
+    produce(
+        settings, Workload().update(KV_CUBE, "g-hot", "Deploys are frozen every Thursday after 5 pm.").events
+    )
+    sync_lake(settings)
+    snapshot = open_snapshot(lake)
+    stored = current_artifact_memory(snapshot, KV_CUBE, KV_MEMORY_ID)
+    assert stored is not None
+    assert stored.artifact is not None
+    cache = load_prefix_cache(stored.artifact, night.store, base=base_llm)
+    reason = staleness(
+        cache.manifest, fingerprint=base_llm.fingerprint_id, live=live_versions(snapshot, KV_CUBE)
+    )
+    assert reason == "memory g-hot is at version 2, the cache has version 1"
+
+    second = build()
+    assert second.built
+    sync_lake(settings)
+    now_stored = current_artifact_memory(open_snapshot(lake), KV_CUBE, KV_MEMORY_ID)
+    assert now_stored is not None
+    assert now_stored.version == stored.version + 1
+    assert now_stored.header.lineage == (
+        SourceRef(memory_id="g-pin", version=1),
+        SourceRef(memory_id="g-hot", version=2),
+    )
+    fresh = load_prefix_cache(now_stored.artifact, night.store, base=base_llm)  # type: ignore[arg-type]
+    question = "On which day are deploys frozen?"
+    reused = generate(base_llm, prompt_for(fresh, base_llm.tokenizer, question=question), prefix_cache=fresh)
+    scratch = generate(
+        base_llm,
+        encode_prompt(
+            base_llm.tokenizer,
+            question=question,
+            memories=[f.text for f in KV_FACTS[:1]] + ["Deploys are frozen every Thursday after 5 pm."],
+        ),
+    )
+    assert reused.token_ids == scratch.token_ids
