@@ -23,11 +23,12 @@ __all__ = [
     "parse_conversation",
     "parse_session_date",
     "session_of",
+    "first_sessions",
 ]
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -225,3 +226,18 @@ def load_locomo(path: Path) -> list[Conversation]:
     if not isinstance(data, list):
         raise DatasetError(str(path), "expected a JSON list of samples")
     return [parse_conversation(sample, path=path) for sample in data]
+
+
+def first_sessions(conversation: Conversation, sessions: int) -> Conversation:
+    """The conversation up to its `sessions`-th session, with the questions whose evidence lies there.
+
+    Questions without evidence are dropped too: nothing says where their answer is.
+    """
+    turns = tuple(t for t in conversation.turns if t.session <= sessions)
+    questions = tuple(
+        q
+        for q in conversation.questions
+        if q.evidence and not q.unresolved_evidence and all(session_of(e) <= sessions for e in q.evidence)
+    )
+    dates = {n: d for n, d in conversation.session_dates.items() if n <= sessions}
+    return replace(conversation, turns=turns, questions=questions, session_dates=dates)

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.locomo.dataset import load_locomo, parse_conversation, parse_session_date, session_of
+from benchmarks.locomo.dataset import (
+    first_sessions,
+    load_locomo,
+    parse_conversation,
+    parse_session_date,
+    session_of,
+)
 from memlake.errors import DatasetError
 from tests.benchmarks.locomo.samples import sample
 
@@ -60,3 +66,12 @@ def test_session_helpers() -> None:
     with pytest.raises(ValueError, match="dialogue id"):
         session_of("turn 3")
     assert parse_session_date("not a date") is None
+
+
+def test_first_sessions_keeps_the_questions_about_them() -> None:
+    conv = parse_conversation(sample())
+    cut = first_sessions(conv, 1)
+    assert [t.dia_id for t in cut.turns] == ["D1:1", "D1:2", "D1:3"]
+    # Kept: evidence in session 1 only. Dropped: evidence in session 2, and the unresolved one.
+    assert [q.category for q in cut.questions] == [4, 2]
+    assert cut.session_dates == {1: "1:56 pm on 8 May, 2023"}
