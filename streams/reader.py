@@ -121,7 +121,9 @@ def plan_ranges(
     return ranges
 
 
-def read_range(settings: KafkaSettings, span: OffsetRange, *, timeout_s: float = 60.0) -> Iterator[Record]:
+def read_range(
+    settings: KafkaSettings, span: OffsetRange, *, timeout_s: float = 60.0, check_crcs: bool = True
+) -> Iterator[Record]:
     """Every record of `[start, end)` of one partition, in offset order.
 
     Offsets missing inside the range (transaction markers, compacted records)
@@ -131,7 +133,11 @@ def read_range(settings: KafkaSettings, span: OffsetRange, *, timeout_s: float =
 
     if span.size == 0:
         return
-    consumer = _consumer(settings, max_poll_records=2000, fetch_max_bytes=32 * 1024 * 1024)
+    # check_crcs=False skips the client's CRC32C of each record batch: the broker checked it on
+    # append, and without the `crc32c` package kafka-python computes it in pure Python.
+    consumer = _consumer(
+        settings, max_poll_records=2000, fetch_max_bytes=32 * 1024 * 1024, check_crcs=check_crcs
+    )
     try:
         tp = TopicPartition(span.topic, span.partition)
         consumer.assign([tp])
