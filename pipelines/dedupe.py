@@ -36,6 +36,7 @@ __all__ = [
     "groups_of",
 ]
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -47,6 +48,7 @@ import numpy.typing as npt
 from pipelines.lifecycle import Decision, MemoryRow
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_DIGIT = re.compile(r"\d")
 _NOT = re.compile("n['\u2019]t\\b")  # "isn't", also with a typographic apostrophe
 _NEGATIONS = frozenset(
     {"not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "without", "cannot"}
@@ -73,10 +75,11 @@ def normalise(text: str) -> str:
     return " ".join(_words(text))
 
 
+@functools.lru_cache(maxsize=65_536)
 def details(text: str) -> tuple[frozenset[str], bool]:
     """What two near-duplicates must share: the numbers they state and whether they negate."""
     words = _words(text)
-    numbers = frozenset(w for w in words if any(c.isdigit() for c in w))
+    numbers = frozenset(w for w in words if _DIGIT.search(w))
     negated = sum(w in _NEGATIONS for w in words) % 2 == 1
     return numbers, negated
 
@@ -167,7 +170,9 @@ def dedupe_group(
     if vectors is not None and new_idx:
         similar = vectors[new_idx] @ vectors.T
     facts = [rows[i].memory_type in rules.fact_types for i in range(n)]
-    info = [details(r.text or "") for r in rows]
+
+    def info(i: int) -> tuple[frozenset[str], bool]:
+        return details(rows[i].text or "")
 
     # Near-duplicates: each new memory links to its single best partner.
     links = _Components(n)
@@ -176,7 +181,7 @@ def dedupe_group(
         for row_pos, i in enumerate(new_idx):
             best, best_value = -1, rules.merge_similarity
             for j in np.flatnonzero(similar[row_pos] >= rules.merge_similarity).tolist():
-                if j == i or j in taken or info[i] != info[j]:
+                if j == i or j in taken or info(i) != info(j):
                     continue
                 value = float(similar[row_pos, j])
                 if value > best_value or (value == best_value and (best < 0 or j < best)):

@@ -75,7 +75,7 @@ def select_hot(
     heat: Mapping[tuple[str, str], Heat],
     rules: HotRules,
     *,
-    exclude: frozenset[str] = frozenset(),
+    exclude: frozenset[tuple[str, str]] = frozenset(),
     watermark: int,
     as_of: datetime,
 ) -> list[dict[str, Any]]:
@@ -86,7 +86,7 @@ def select_hot(
         if (
             found is None
             or found.access_count < rules.min_accesses
-            or row.memory_id in exclude
+            or (row.cube_id, row.memory_id) in exclude
             or row.status is not MemoryStatus.ACTIVE
             or row.kind is not MemoryKind.PLAINTEXT
         ):

@@ -14,7 +14,7 @@ erasing the subject makes them unreadable at once, and `forget` deletes them.
 
 from __future__ import annotations
 
-__all__ = ["VectorCache", "CachedVectors", "content_digest", "Embed"]
+__all__ = ["VectorCache", "CachedVectors", "content_digest", "text_digest", "Embed"]
 
 import base64
 import hashlib
@@ -35,12 +35,16 @@ Vectors = npt.NDArray[np.float32]
 Embed = Callable[[Sequence[str]], Vectors]
 
 
+def text_digest(text: str) -> str:
+    return "t:" + hashlib.sha256(text.encode()).hexdigest()
+
+
 def content_digest(content: Content) -> str:
     """What identifies a content in the cache: its text, or for sealed content its ciphertext."""
     if content.sealed is not None:
         return "s:" + hashlib.sha256(content.sealed.ciphertext.encode()).hexdigest()
     assert content.text is not None
-    return "t:" + hashlib.sha256(content.text.encode()).hexdigest()
+    return text_digest(content.text)
 
 
 class CachedVectors:

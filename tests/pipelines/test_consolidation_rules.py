@@ -292,7 +292,12 @@ def test_select_hot_ranks_per_cube_and_skips_what_is_not_live_or_too_cold() -> N
     ]
     rules = HotRules(per_cube=5, min_accesses=2)
     hot = select_hot(
-        rows, heat_of(usage, today, rules), rules, exclude=frozenset({"gone"}), watermark=9, as_of=NOW
+        rows,
+        heat_of(usage, today, rules),
+        rules,
+        exclude=frozenset({("c1", "gone"), ("c2", "a")}),
+        watermark=9,
+        as_of=NOW,
     )
     assert [(r["cube_id"], r["memory_id"], r["rank"]) for r in hot] == [
         ("c1", "b", 1),
