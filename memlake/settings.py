@@ -203,7 +203,10 @@ class ModelSettings(_Section):
         256, description="Word pieces an embedded text is truncated to (all-MiniLM-L6-v2 was trained at 256)."
     )
     embed_threads: Annotated[int | None, Field(ge=1)] = Field(
-        None, description="torch CPU threads of the embedder (None: torch's default)."
+        1,
+        description="torch intra-op CPU threads, set when the embedder loads (process-wide, so the local "
+        "LLM shares it; None: torch's default). One thread per request avoids threads fighting over "
+        "cores when requests run concurrently (measured: 19 ms vs 563 ms per query on a busy 2-core host).",
     )
     generator: Literal["auto", "local", "openai"] = Field(
         "auto",

@@ -77,7 +77,7 @@ class SentenceTransformerEmbedder:
         dim: int = 384,
         batch_size: int = 64,
         max_tokens: int = 256,
-        threads: int | None = None,
+        threads: int | None = 1,
         cache_size: int = 4096,
     ) -> None:
         self._spec = embedder

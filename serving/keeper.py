@@ -139,6 +139,9 @@ class SnapshotKeeper:
     def start(self, *, follow: bool = True) -> None:
         """Load the snapshot, reconcile the index with it, and follow the lake."""
         self._index.ensure()
+        # Load the embedding model now: the first write to index or query to embed must not
+        # pay for it (measured: 20-30 s on a busy 2-core host).
+        self._embedder.embed_query("memlake warm-up")
         try:
             self._run_pipeline()
         except (MemlakeError, RuntimeError) as e:
