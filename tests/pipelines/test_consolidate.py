@@ -84,9 +84,26 @@ def _statuses(lake: Lake, cube: str) -> dict[str, MemoryStatus]:
     return {m: memory.status for (c, m), memory in lake_memories(lake).items() if c == cube}
 
 
+def neighbour(cube: str) -> list[Event]:
+    """Another cube in the same bucket whose own "queen" is cold: it must not hide the first cube's."""
+    return [
+        new_event(
+            CubeCreated,
+            cube_id=cube,
+            actor=OWNER,
+            occurred_at=T0,
+            payload=CubeCreatedPayload(name="neighbour"),
+        ),
+        _add(cube, "queen", "A note nobody reads.", 0, priority=0.05),
+    ]
+
+
 def test_consolidation_decides_once_and_its_events_materialize(settings: Settings) -> None:
+    # One bucket: both cubes are decided by the same worker.
+    settings = settings.model_copy(update={"lake": settings.lake.model_copy(update={"buckets": 1})})
     cube = f"cons-{uuid.uuid4().hex[:8]}"
-    produce(settings.kafka, workload(cube))
+    other = f"next-{uuid.uuid4().hex[:8]}"
+    produce(settings.kafka, workload(cube) + neighbour(other))
     run_jobs(settings)
     lake = Lake(settings.lake)
     factory = embed_factory(settings)
@@ -95,14 +112,14 @@ def test_consolidation_decides_once_and_its_events_materialize(settings: Setting
     dry = run_consolidate(settings, factory, as_of=AS_OF, dry_run=True)
     assert end_offsets(settings.kafka, settings.kafka.events_topic) == before
     assert not HotMemoriesTable(lake).table.exists()
-    assert dry.decisions == {"expire": 1, "merge": 2, "contradiction": 1, "decay": 1}
-    assert dry.events_sent == 5
+    assert dry.decisions == {"expire": 1, "merge": 2, "contradiction": 1, "decay": 2}
+    assert dry.events_sent == 6
     assert any("merge tea2 into tea1" in line for line in dry.actions)
 
     first = run_consolidate(settings, factory, as_of=AS_OF)
     assert first.decisions == dry.decisions
-    assert first.events_sent == 5
-    assert first.embedded == 9  # every active plaintext memory but the expired one
+    assert first.events_sent == 6
+    assert first.embedded == 10  # every active plaintext memory but the expired one
     assert first.hot_selected == 1
 
     # Same snapshot again (nothing materialized in between): the same decisions, all already logged.
@@ -110,12 +127,13 @@ def test_consolidation_decides_once_and_its_events_materialize(settings: Setting
     second = run_consolidate(settings, factory, as_of=AS_OF + timedelta(hours=1))
     assert second.events_sent == 0
     # Rex's pair is not compared again (neither is new to the vector cache); the rest is re-decided.
-    assert second.decisions == {"expire": 1, "merge": 1, "contradiction": 1, "decay": 1}
-    assert second.already_logged == 4
+    assert second.decisions == {"expire": 1, "merge": 1, "contradiction": 1, "decay": 2}
+    assert second.already_logged == 5
     assert second.embedded == 0
     assert end_offsets(settings.kafka, settings.kafka.events_topic) == after_first
 
     run_jobs(settings)
+    assert _statuses(lake, other) == {"queen": MemoryStatus.ARCHIVED}
     statuses = _statuses(lake, cube)
     assert statuses == {
         "expiring": MemoryStatus.EXPIRED,
