@@ -1,0 +1,114 @@
+"""Time to first token with and without a cube's KV cache, at several memory sizes, on this CPU.
+
+For each size, memories are packed into the prompt's prefix until it holds
+about that many tokens; the question follows. Without the cache, the first
+token needs the whole prompt prefilled; with it, only the question (the
+stored prefix is loaded once per process and reused per request). The
+answers are checked to be identical. Aim (issue): at least 80% less time to
+first token at 2k tokens.
+
+Torch runs one intra-op thread: on a small machine shared with other work,
+OpenMP's spinning workers made two threads several times slower than one,
+and the figure that matters is the ratio of the two paths on the same setup.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._training_workload import facts, load_average
+from memlake.settings import ModelSettings
+from training.artifacts import FileSystemArtifactStore
+from training.base_model import BaseLLM, load_base_model
+from training.kv_cache import build_prefix_cache, generate, load_prefix_cache, prompt_for, save_prefix_cache
+from training.kv_job import fit_to_budget
+from training.prompts import encode_prompt
+
+_PROFILES: dict[str, tuple[tuple[int, ...], int]] = {  # sizes in tokens, repetitions
+    "tiny": ((64, 128), 1),
+    "quick": ((512, 1024, 2048), 2),
+    "full": ((512, 1024, 2048), 5),
+}
+_CHECK_TOKENS = {"tiny": 6, "quick": 24, "full": 24}
+_QUESTION = "Who keeps the spare key for the lab, and in which drawer?"
+
+
+def _ttft(base: BaseLLM, parts: Any, cache: Any, repeat: int) -> float:
+    generate(base, parts, prefix_cache=cache, max_new_tokens=1)  # warm-up
+    return statistics.median(
+        generate(base, parts, prefix_cache=cache, max_new_tokens=1).seconds for _ in range(repeat)
+    )
+
+
+def run(profile: str, out_dir: Path) -> dict[str, Any]:
+    import torch
+
+    sizes, repeat = _PROFILES[profile]
+    torch.set_num_threads(1)
+    base = load_base_model(ModelSettings(), device="cpu", dtype="float32")
+    store = FileSystemArtifactStore(str(out_dir / "artifacts"))
+    pool = facts(400)
+    rows = []
+    load_before = load_average()
+    for size in sizes:
+        memories = fit_to_budget(base.tokenizer, pool, size)
+        scratch = encode_prompt(base.tokenizer, question=_QUESTION, memories=[m.text for m in memories])
+        began = time.perf_counter()
+        ref = save_prefix_cache(build_prefix_cache(base, cube_id="bench", memories=memories), store)
+        build_s = time.perf_counter() - began
+        began = time.perf_counter()
+        cache = load_prefix_cache(ref, store, base=base)
+        load_s = time.perf_counter() - began
+        reused = prompt_for(cache, base.tokenizer, question=_QUESTION)
+        without = _ttft(base, scratch, None, repeat)
+        with_cache = _ttft(base, reused, cache, repeat)
+        same = (
+            generate(base, scratch, max_new_tokens=_CHECK_TOKENS[profile]).token_ids
+            == generate(base, reused, prefix_cache=cache, max_new_tokens=_CHECK_TOKENS[profile]).token_ids
+        )
+        rows.append(
+            {
+                "memory_tokens": len(cache.prefix_ids),
+                "memories": len(memories),
+                "ttft_without_s": round(without, 4),
+                "ttft_with_s": round(with_cache, 4),
+                "ttft_reduction_ratio": round(1 - with_cache / without, 4),
+                "build_s": round(build_s, 3),
+                "load_s": round(load_s, 4),
+                "cache_mib": round(cache.nbytes / 2**20, 1),
+                "same_answer": same,
+            }
+        )
+    table = "\n".join(
+        [
+            "| memory tokens | memories | TTFT without (s) | TTFT with (s) | reduction | build (s) "
+            "| load (s) | cache MiB | same answer |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *(
+                f"| {r['memory_tokens']} | {r['memories']} | {r['ttft_without_s']} | {r['ttft_with_s']} "
+                f"| {r['ttft_reduction_ratio']:.1%} | {r['build_s']} | {r['load_s']} | {r['cache_mib']} "
+                f"| {r['same_answer']} |"
+                for r in rows
+            ),
+        ]
+    )
+    (out_dir / "ttft.md").write_text(table + "\n")
+    last = rows[-1]
+    return {
+        "summary": (
+            f"TTFT at {last['memory_tokens']} memory tokens: {last['ttft_without_s']:.3f} s without the KV "
+            f"cache, {last['ttft_with_s']:.3f} s with it ({last['ttft_reduction_ratio']:.0%} less); "
+            f"answers identical: {all(r['same_answer'] for r in rows)}"
+        ),
+        "markdown": table,
+        "rows": rows,
+        "ttft_reduction_ratio": last["ttft_reduction_ratio"],
+        "all_answers_identical": all(r["same_answer"] for r in rows),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "repeat": repeat,
+    }
