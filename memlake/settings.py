@@ -214,7 +214,7 @@ class ModelSettings(_Section):
         "(openai_base_url), 'auto' (openai when openai_base_url is set, else local).",
     )
     generation_timeout_s: Annotated[float, Field(gt=0)] = Field(
-        120.0, description="Longest a generation (or a call to the OpenAI-compatible endpoint) may take."
+        120.0, description="Longest a call to the OpenAI-compatible endpoint may take."
     )
 
 
@@ -280,7 +280,8 @@ class ServingSettings(_Section):
         "weighted", description="How the scheduler ranks candidate memories for a chat (docs/serving.md)."
     )
     weight_relevance: Annotated[float, Field(ge=0)] = Field(
-        0.55, description="Scheduler weight of relevance to the request (fused retrieval score)."
+        0.55,
+        description="Scheduler weight of relevance to the request (cosine similarity and relative BM25).",
     )
     weight_recency: Annotated[float, Field(ge=0)] = Field(
         0.20, description="Scheduler weight of recency (last access or update, exponential decay)."

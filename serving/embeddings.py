@@ -88,6 +88,7 @@ class SentenceTransformerEmbedder:
         self._cache_size = cache_size
         self._cache: OrderedDict[str, Vectors] = OrderedDict()
         self._lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
 
@@ -128,9 +129,12 @@ class SentenceTransformerEmbedder:
     def _encode(self, texts: Sequence[str]) -> Vectors:
         import torch
 
-        batch = self._tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self._max_tokens, return_tensors="pt"
-        )
+        # The fast tokenizer sets its padding/truncation state per call: concurrent calls
+        # fail ("Already borrowed"), so tokenizing (well under a millisecond) is serialised.
+        with self._tokenizer_lock:
+            batch = self._tokenizer(
+                list(texts), padding=True, truncation=True, max_length=self._max_tokens, return_tensors="pt"
+            )
         with torch.inference_mode():
             hidden = self._model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -144,13 +148,13 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self._dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.empty((len(texts), self._dim), dtype=np.float32)
-        # One forward pass at a time: torch already uses every core for one batch,
-        # and two concurrent passes only fight over them.
         with self._lock:
             self._load_locked()
-            for start in range(0, len(order), self._batch_size):
-                chunk = order[start : start + self._batch_size]
-                out[chunk] = self._encode([texts[i] for i in chunk])
+        # Forward passes run concurrently (inference does not mutate the model, and torch
+        # releases the GIL): with one intra-op thread each, two requests use two cores.
+        for start in range(0, len(order), self._batch_size):
+            chunk = order[start : start + self._batch_size]
+            out[chunk] = self._encode([texts[i] for i in chunk])
         return out
 
     def embed_query(self, text: str) -> Vectors:
