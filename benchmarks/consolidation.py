@@ -94,7 +94,7 @@ def _memory_json(row: dict[str, Any]) -> str:
     )
 
 
-def _memories(cube_id: str, count: int, new_share: float, rng: random.Random) -> list[dict[str, Any]]:
+def _memories(cube_id: str, count: int, new_pairs: int, rng: random.Random) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for j in range(count):
         age_days = rng.uniform(1, 60)
@@ -131,7 +131,7 @@ def _memories(cube_id: str, count: int, new_share: float, rng: random.Random) ->
             }
         )
     # The new memories come in paraphrase pairs, so that near-duplicates exist among them.
-    for j in range(0, max(2, int(count * new_share)) - 1, 2):
+    for j in range(0, 2 * new_pairs, 2):
         first, second = rows[-(j + 1)], rows[-(j + 2)]
         topic = _TOPICS[j % len(_TOPICS)]
         first["text"] = f"The user from {cube_id} really enjoys {topic} on weekends."
@@ -224,7 +224,9 @@ def _build(settings: Settings, memories: int, cubes: int, new_share: float) -> d
             updated_at=AS_OF - timedelta(days=400),
         )
         cube_rows.append(cube_row(cube))
-        rows = _memories(cube_id, per_cube, new_share, rng)
+        # New memories come in pairs, spread so that `new_share` of all memories are new.
+        pairs = int((c + 1) * per_cube * new_share / 2) - int(c * per_cube * new_share / 2)
+        rows = _memories(cube_id, per_cube, pairs, rng)
         for row in rows[: max(1, per_cube // 20)]:  # 5% read recently: candidates for the hot table
             reads = rng.randrange(1, 6)
             day = (AS_OF - timedelta(days=rng.randrange(0, 10))).date()
