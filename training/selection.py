@@ -2,8 +2,10 @@
 
 A plaintext memory is hot when the `usage` table counts at least
 `hot_min_accesses` reads of it over the last `hot_window_days` days. Only
-live memories with clear text qualify: sealed content stays out of caches
-and adapters, since an artifact cannot be crypto-shredded key by key.
+live memories with clear text and no data subject qualify: content tied to a
+person (sealed, or carrying a `subject_id`) stays out of caches and adapters,
+since an artifact cannot be crypto-shredded key by key; so erasing a subject
+never has to reach into weights.
 
 Everything is read from one consistent lake snapshot, whose table versions
 are recorded with the selection: they are the training data's lineage.
@@ -83,13 +85,24 @@ def select_memories(
     """Per cube, its pinned and hot plaintext memories: pinned first, then most read, then by id."""
     totals = _accesses(snapshot, since=now - timedelta(days=settings.hot_window_days), cube_id=cube_id)
     memories = snapshot.memories(cube_id=cube_id, live_only=True).select(
-        ["cube_id", "memory_id", "version", "kind", "text", "tags", "memory_type", "pinned", "expires_at"]
+        [
+            "cube_id",
+            "memory_id",
+            "version",
+            "kind",
+            "text",
+            "tags",
+            "memory_type",
+            "pinned",
+            "expires_at",
+            "subject_id",
+        ]
     )
     per_cube: dict[str, list[HotMemory]] = defaultdict(list)
     hot_counts: dict[str, int] = defaultdict(int)
     pinned_counts: dict[str, int] = defaultdict(int)
     for row in memories.to_pylist():
-        if row["kind"] != MemoryKind.PLAINTEXT.value or not row["text"]:
+        if row["kind"] != MemoryKind.PLAINTEXT.value or not row["text"] or row["subject_id"]:
             continue
         if row["expires_at"] is not None and row["expires_at"] <= now:
             continue
