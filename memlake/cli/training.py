@@ -57,10 +57,10 @@ def _now(night: str | None) -> datetime:
 def _distill(settings: Settings, args: argparse.Namespace) -> int:
     from accelerate import Accelerator
     from accelerate.utils import broadcast_object_list
+
     from lake.snapshot import open_snapshot
     from lake.tables import Lake
     from streams.producer import EventProducer
-
     from training.artifacts import FileSystemArtifactStore
     from training.base_model import load_base_model
     from training.distill_job import distill_cube
@@ -74,7 +74,9 @@ def _distill(settings: Settings, args: argparse.Namespace) -> int:
     device = str(accelerator.device) if settings.models.llm_device == "auto" else None
     lake = Lake(settings.lake)
     # Every process must train on the same data: the main one picks the snapshot.
-    pinned = [open_snapshot(lake, tables=("memories", "usage")).watermark if accelerator.is_main_process else 0]
+    pinned = [
+        open_snapshot(lake, tables=("memories", "usage")).watermark if accelerator.is_main_process else 0
+    ]
     broadcast_object_list(pinned)
     snapshot = open_snapshot(lake, tables=("memories", "usage"), at_most=int(pinned[0]))
     now = _now(args.night)
@@ -125,7 +127,6 @@ def _kv_cache(settings: Settings, args: argparse.Namespace) -> int:
     from lake.snapshot import open_snapshot
     from lake.tables import Lake
     from streams.producer import EventProducer
-
     from training.artifacts import FileSystemArtifactStore
     from training.base_model import load_base_model
     from training.kv_job import build_cube_cache
@@ -140,7 +141,13 @@ def _kv_cache(settings: Settings, args: argparse.Namespace) -> int:
     with EventProducer(settings.kafka) as producer:
         for cube_id in cubes:
             result = build_cube_cache(
-                base=base, snapshot=snapshot, settings=training, store=store, sink=producer, cube_id=cube_id, now=now
+                base=base,
+                snapshot=snapshot,
+                settings=training,
+                store=store,
+                sink=producer,
+                cube_id=cube_id,
+                now=now,
             )
             print(
                 json.dumps(
@@ -164,7 +171,6 @@ def _recite(settings: Settings, args: argparse.Namespace) -> int:
     from lake.snapshot import open_snapshot
     from lake.tables import Lake
     from streams.producer import EventProducer
-
     from training.artifacts import FileSystemArtifactStore
     from training.base_model import load_base_model
     from training.recite import recite_cube
@@ -194,7 +200,12 @@ def _champion(settings: Settings, args: argparse.Namespace) -> int:
         raise TrainingError(args.cube, "no champion adapter")
     print(
         json.dumps(
-            {"model_uri": champion.uri, "source": champion.source, "run_id": champion.run_id, "tags": champion.tags},
+            {
+                "model_uri": champion.uri,
+                "source": champion.source,
+                "run_id": champion.run_id,
+                "tags": champion.tags,
+            },
             sort_keys=True,
         )
     )
