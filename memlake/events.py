@@ -52,7 +52,7 @@ import json
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal, Self, TypeAlias
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeAlias, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -434,21 +434,28 @@ def new_event(
     correlation_id: uuid.UUID | None = None,
     expected_version: int | None = None,
 ) -> Event:
-    """Build a new event with a fresh UUIDv7, validated like any parsed one."""
+    """Build a new event with a fresh UUIDv7, validated like any parsed one.
+
+    The values go to the event's own class as objects (no JSON round trip, no
+    union dispatch): this is the write path of every producer, so it stays cheap.
+    """
     data: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
-        "event_id": str(uuid7()),
-        "type": event_class.model_fields["type"].default,
+        "event_id": uuid7(),
         "cube_id": cube_id,
         "memory_id": memory_id,
-        "occurred_at": (occurred_at or utcnow()).isoformat(),
-        "actor": actor.model_dump(mode="json"),
-        "source": source.model_dump(mode="json") if source else None,
-        "causation_id": str(causation_id) if causation_id else None,
-        "correlation_id": str(correlation_id) if correlation_id else None,
+        "occurred_at": occurred_at or utcnow(),
+        "actor": actor,
+        "source": source,
+        "causation_id": causation_id,
+        "correlation_id": correlation_id,
         "expected_version": expected_version,
         "payload": payload.model_dump(mode="json", exclude_unset=True)
         if isinstance(payload, BaseModel)
         else payload,
     }
-    return parse_event_dict({k: v for k, v in data.items() if v is not None})
+    try:
+        event = event_class.model_validate({k: v for k, v in data.items() if v is not None})
+    except ValidationError as e:
+        raise InvalidEventError(_problems(e), event_type=event_class.model_fields["type"].default) from e
+    return cast(Event, event)

@@ -25,11 +25,13 @@ def uuid7(*, now_ms: int | None = None) -> uuid.UUID:
     random (RFC 9562, method 1), so that ids from a tight loop still sort.
     """
     clock = _Clock
+    # One read of the system's random source per id: 2 bytes may seed the counter, 8 are rand_b.
+    entropy = os.urandom(10)
     with clock.lock:
         ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
         if ms > clock.last_ms:
             clock.last_ms = ms
-            clock.counter = int.from_bytes(os.urandom(2), "big") & 0x07FF
+            clock.counter = int.from_bytes(entropy[:2], "big") & 0x07FF
         else:
             ms = clock.last_ms
             clock.counter += 1
@@ -38,7 +40,7 @@ def uuid7(*, now_ms: int | None = None) -> uuid.UUID:
                 ms = clock.last_ms
                 clock.counter = 0
         counter = clock.counter
-    rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    rand_b = int.from_bytes(entropy[2:], "big") & ((1 << 62) - 1)
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
     value |= counter << 64

@@ -11,6 +11,7 @@ __all__ = ["Delivery", "EventProducer"]
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from types import TracebackType
 from typing import Any
 
@@ -86,6 +87,22 @@ class EventProducer:
                 deliveries.extend(self._confirm(pending))
                 pending = []
         deliveries.extend(self._confirm(pending))
+        return deliveries
+
+    def send_encoded(self, items: Iterable[tuple[Event, bytes]], *, chunk: int = 5000) -> list[Delivery]:
+        """Like `send_many` for events whose canonical bytes the caller already made
+        (the SDK serialises once, to check the size, and sends those bytes).
+
+        Each chunk is drawn whole from `items` before any of it is sent: the caller's
+        per-event work (validation) does not slow the appends down, so the client
+        fills large batches, and an invalid event stops its chunk before any of it
+        is written.
+        """
+        deliveries: list[Delivery] = []
+        iterator = iter(items)
+        while batch := list(islice(iterator, chunk)):
+            pending = [(event, self.send_raw(event.cube_id.encode(), value)) for event, value in batch]
+            deliveries.extend(self._confirm(pending))
         return deliveries
 
     def _confirm(self, pending: list[tuple[Event, Any]]) -> list[Delivery]:

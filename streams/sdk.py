@@ -111,6 +111,7 @@ class MemlakeClient:
         self._catalog: CubeCatalog = catalog if catalog is not None else InMemoryCubeCatalog()
         self._sealer = sealer
         self._producer = EventProducer(settings.kafka)
+        self._source = Source(product=product)  # the common case (no ref), made once
 
     @property
     def actor(self) -> Actor:
@@ -243,7 +244,7 @@ class MemlakeClient:
         correlation_id: uuid.UUID | None = None,
     ) -> Event:
         """The validated `memory.added` event `add_memory` would send (for batches: `send_many`)."""
-        payload: dict[str, Any] = {"kind": kind.value, "memory_type": memory_type, "tags": list(tags)}
+        payload: dict[str, Any] = {"kind": kind, "memory_type": memory_type, "tags": tags}
         if text is not None:
             payload["content"] = {"text": text}
         if artifact is not None:
@@ -339,13 +340,18 @@ class MemlakeClient:
     # --- sending ---------------------------------------------------------------
 
     def send(self, events: Event | Sequence[Event]) -> list[Delivery]:
-        """Send already-built events (sealed as their cubes require); wait for every confirmation."""
+        """Send already-built events (sealed as their cubes require); wait for every confirmation.
+
+        Every event is prepared (and so validated) before the first is sent: one bad
+        event in a batch means none of it is written.
+        """
         batch = [events] if not isinstance(events, Sequence) else list(events)
-        return self._producer.send([self.prepare(event) for event in batch])
+        return self._producer.send_encoded([self._encode(event) for event in batch])
 
     def send_many(self, events: Iterable[Event], *, chunk: int = 5000) -> list[Delivery]:
-        """Send a long stream of events, confirmed chunk by chunk."""
-        return self._producer.send_many((self.prepare(event) for event in events), chunk=chunk)
+        """Send a long stream of events, confirmed chunk by chunk (an invalid one stops the
+        stream there: the events before it are sent)."""
+        return self._producer.send_encoded((self._encode(event) for event in events), chunk=chunk)
 
     def ingest(self, path: Path | str, *, chunk: int = 5000) -> IngestReport:
         """Send a JSON Lines file (formats in `streams.ingest`), streaming it chunk by chunk.
@@ -357,10 +363,10 @@ class MemlakeClient:
         path = Path(path)
         report = IngestReport(path=str(path))
         letters: list[DeadLetter] = []
-        pending: list[Event] = []
+        pending: list[tuple[Event, bytes]] = []
 
         def flush_pending() -> None:
-            for delivery in self._producer.send(pending):
+            for delivery in self._producer.send_encoded(pending):
                 report.sent += 1
                 previous = report.last_offsets.get(delivery.partition, -1)
                 report.last_offsets[delivery.partition] = max(previous, delivery.offset)
@@ -373,7 +379,7 @@ class MemlakeClient:
                 if not raw.strip():
                     continue
                 try:
-                    event = self.prepare(parse_line(raw, actor=self._actor, product=self._product))
+                    encoded = self._encode(parse_line(raw, actor=self._actor, product=self._product))
                 except InvalidEventError as e:
                     report.problems.append(IngestProblem(number, e.reason))
                     letters.append(
@@ -382,7 +388,7 @@ class MemlakeClient:
                         )
                     )
                     continue
-                pending.append(event)
+                pending.append(encoded)
                 if len(pending) >= chunk:
                     flush_pending()
         flush_pending()
@@ -396,6 +402,10 @@ class MemlakeClient:
 
         It also teaches the catalog about cubes whose governance this client writes.
         """
+        return self._encode(event)[0]
+
+    def _encode(self, event: Event) -> tuple[Event, bytes]:
+        """`prepare`, returning the canonical bytes too, so that they are made once."""
         if isinstance(event, CubeCreated):
             profile = CubeProfile(event.payload.policy, event.payload.subject_id)
             self._catalog.remember(event.cube_id, profile)
@@ -405,13 +415,13 @@ class MemlakeClient:
             self._catalog.remember(event.cube_id, CubeProfile(event.payload.policy, subject))
         elif isinstance(event, MemoryAdded | MemoryUpdated | MemoryMerged):
             event = self._seal_event(event)
-        size = len(serialize_event(event))
-        if size > MAX_EVENT_BYTES:
+        value = serialize_event(event)
+        if len(value) > MAX_EVENT_BYTES:
             raise InvalidEventError(
-                [FieldProblem("<event>", f"{size} bytes is over the limit of {MAX_EVENT_BYTES}")],
+                [FieldProblem("<event>", f"{len(value)} bytes is over the limit of {MAX_EVENT_BYTES}")],
                 event_type=event.type,
             )
-        return event
+        return event, value
 
     def flush(self) -> None:
         self._producer.flush()
@@ -471,7 +481,7 @@ class MemlakeClient:
             payload=payload,
             memory_id=memory_id,
             occurred_at=occurred_at,
-            source=Source(product=self._product, ref=source_ref),
+            source=self._source if source_ref is None else Source(product=self._product, ref=source_ref),
             correlation_id=correlation_id,
             expected_version=expected_version,
         )
