@@ -6,7 +6,7 @@ export PYTHONUNBUFFERED := 1
 # Tests and the demo keep their state apart from a developer's own runs.
 TEST_HOME ?= $(CURDIR)/.memlake-test
 
-.PHONY: venv up down status demo test test-unit test-integration bench bench-full lint fmt clean
+.PHONY: venv up down status demo demo-shell demo-down test test-unit test-integration bench bench-full lint fmt clean
 
 venv:
 	@infra/bootstrap.sh
@@ -22,6 +22,12 @@ status:
 
 demo: ## the main job end to end on the local defaults
 	@bash infra/demo.sh
+
+demo-shell: ## a shell on the demo's broker and state
+	@bash infra/demo.sh shell
+
+demo-down: ## stop the demo's broker
+	@bash infra/demo.sh down
 
 test: ## unit + integration tests; starts and stops its own broker
 	@venv=$$(infra/bootstrap.sh) && MEMLAKE_HOME=$(TEST_HOME) $$venv/bin/python -m pytest -q

@@ -306,6 +306,7 @@ def _(event: MemoryArchived, opener: Opener | None) -> str:
 
 
 def _content(content: Content, opener: Opener | None) -> str:
+    note = ""
     if content.sealed is not None:
         if opener is None:
             return f"<sealed for {content.sealed.subject_id}>"
@@ -313,12 +314,13 @@ def _content(content: Content, opener: Opener | None) -> str:
             text = opener(content)
         except SealedContentError:
             return f"<erased: the key of {content.sealed.subject_id} was destroyed>"
+        note = f" (sealed for {content.sealed.subject_id})"
     else:
         text = content.text or ""
     text = " ".join(text.split())
     if len(text) > _TEXT_WIDTH:
         text = text[: _TEXT_WIDTH - 1] + "…"
-    return repr(text) if "'" not in text else f'"{text}"'
+    return (repr(text) if "'" not in text else f'"{text}"') + note
 
 
 def format_dead_letter(letter: DeadLetter) -> str:

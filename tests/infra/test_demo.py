@@ -1,0 +1,35 @@
+"""The demo's Python steps run against the test broker (make demo adds only `memlake up`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.demo import main
+from memlake.settings import KafkaSettings
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_demo_runs_and_shows_the_cube_back(
+    kafka: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MEMLAKE_KAFKA_BOOTSTRAP", kafka.bootstrap)
+    monkeypatch.setenv("MEMLAKE_KAFKA_EVENTS_TOPIC", kafka.events_topic)
+    monkeypatch.setenv("MEMLAKE_KAFKA_DLQ_TOPIC", kafka.dlq_topic)
+    monkeypatch.setenv("MEMLAKE_GOVERNANCE_KEY_STORE", str(tmp_path / "keys"))
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "4 lines, 3 events sent, 1 refused" in out
+    assert "line 3: invalid memory.added event: priority" in out
+    # Read back from the topic: 1 cube + 8 conversation memories + 3 imported + update, access, delete.
+    read_back = out[out.index("== 5.") : out.index("== 6.")]
+    assert sum(1 for line in read_back.splitlines() if line.strip().startswith("p")) == 15
+    assert "(sealed for ines)" in read_back
+    assert '"content":{"sealed":{"alg":"AES-256-GCM"' in read_back
+    folded = out[out.index("== 6.") : out.index("== 7.")]
+    assert "at version 15" in folded
+    assert "v2 preference Alice's hotel budget is now about 200 euros per night.  read 1x" in folded
+    assert "[deleted]" in folded
+    assert "ingest " in out[out.index("== 7.") :]
