@@ -85,6 +85,10 @@ def _distill(settings: Settings, args: argparse.Namespace) -> int:
         cubes = [cube for cube, sel in chosen.items() if sel.enough(training)]
     else:
         cubes = [args.cube]
+    if not cubes:
+        if accelerator.is_main_process:
+            print(json.dumps({"cubes": 0, "reason": "no cube has enough hot memories"}), flush=True)
+        return 0
     base = load_base_model(settings.models, device=device)
     store = FileSystemArtifactStore(training.artifacts_root)
     tracker = MlflowTracker(training)

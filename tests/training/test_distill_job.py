@@ -365,3 +365,17 @@ def test_the_kv_cache_job_builds_once_and_again_when_a_source_changes(
         ),
     )
     assert reused.token_ids == scratch.token_ids
+
+
+@pytest.mark.integration
+def test_distill_all_skips_cubes_without_enough_hot_memories(
+    night: Night, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from memlake.cli import main
+
+    picky = night.settings.training.model_copy(update={"min_hot_memories": 50})
+    for name, value in _env(night.settings.model_copy(update={"training": picky})).items():
+        if name.startswith("MEMLAKE_"):
+            monkeypatch.setenv(name, value)
+    assert main(["distill", "--all"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"cubes": 0, "reason": "no cube has enough hot memories"}
