@@ -14,6 +14,10 @@ def register(commands: Any) -> None:
     up.set_defaults(run=_up)
     down = commands.add_parser("down", help="stop the local Kafka broker")
     down.set_defaults(run=_down)
+    topics = commands.add_parser(
+        "topics", help="create memlake's topics on the configured cluster (MEMLAKE_KAFKA_BOOTSTRAP)"
+    )
+    topics.set_defaults(run=_topics)
     status = commands.add_parser("status", help="is the local broker running; topics and consumer lag")
     status.set_defaults(run=_status)
 
@@ -26,6 +30,17 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     created = ensure_topics(settings.kafka)
     for name in created:
         print(f"created topic {name}")
+    return 0
+
+
+def _topics(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.admin import ensure_topics, memlake_topics
+
+    created = set(ensure_topics(settings.kafka))
+    for spec in memlake_topics(settings.kafka):
+        state = "created" if spec.name in created else "exists"
+        shape = f"{spec.partitions} partitions, replication {spec.replication_factor}"
+        print(f"topic {spec.name}: {state} ({shape})")
     return 0
 
 

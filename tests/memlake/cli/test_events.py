@@ -104,3 +104,14 @@ def test_status_shows_topics_and_end_offsets(env: Settings, capsys: pytest.Captu
     assert f"topic {env.kafka.events_topic}: 6 partitions, 2 records" in out
     assert f"  partition {delivery.partition}: end offset 2" in out
     assert f"topic {env.kafka.dlq_topic}: 1 partition, 0 records" in out
+
+
+def test_topics_creates_what_is_missing_and_says_what_exists(
+    env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh = f"{env.kafka.events_topic}.fresh"
+    monkeypatch.setenv("MEMLAKE_KAFKA_EVENTS_TOPIC", fresh)
+    assert main(["topics"]) == 0
+    out = capsys.readouterr().out
+    assert f"topic {fresh}: created (6 partitions, replication 1)" in out
+    assert f"topic {env.kafka.dlq_topic}: exists (1 partitions, replication 1)" in out
