@@ -191,7 +191,7 @@ class LocalBroker:
             _signal(pid, signal.SIGKILL)
             if not _wait_gone(pid, timeout_s):
                 raise BrokerError(
-                    f"the Kafka broker (pid {pid}) was sent SIGKILL but is still alive after {timeout_s:.0f} s",
+                    f"the Kafka broker (pid {pid}) is still alive {timeout_s:.0f} s after SIGKILL",
                     log_file=str(self.log_file),
                 )
         self._pid_file.unlink(missing_ok=True)
