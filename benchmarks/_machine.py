@@ -38,6 +38,8 @@ class MachineInfo:
     os: str
     python: str
     accelerator: str
+    # Other work on the machine skews every timing: the 1-minute load average when the run began.
+    load_average: float = float("nan")
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -87,6 +89,7 @@ def describe_machine() -> MachineInfo:
         os=f"{platform.system()} {platform.release()}",
         python=sys.version.split()[0],
         accelerator=_accelerator(),
+        load_average=round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else float("nan"),
     )
 
 

@@ -105,10 +105,10 @@ def render_benchmarks_md(record: RunRecord) -> str:
     lines += [
         "## Machine",
         "",
-        "| CPU | cores | memory | accelerator | OS | Python |",
-        "|---|---|---|---|---|---|",
+        "| CPU | cores | memory | accelerator | OS | Python | load average at start (1 min) |",
+        "|---|---|---|---|---|---|---|",
         f"| {m.get('cpu_model')} | {m.get('cores')} | {m.get('memory_gib')} GiB | {m.get('accelerator')} "
-        f"| {m.get('os')} | {m.get('python')} |",
+        f"| {m.get('os')} | {m.get('python')} | {format_value(m.get('load_average'))} |",
         "",
         "## Versions",
         "",

@@ -230,6 +230,7 @@ def run_benchmarks(
         raise ValueError(f"no benchmark named {', '.join(unknown)} (known: {', '.join(names)})")
     selected = [n for n in names if not only or n in only]
     profile_dir = results_root / profile
+    machine = describe_machine().as_dict()  # before the run: its load average is the other work's
     started = _now()
     t0 = time.perf_counter()
     outcomes: list[Outcome] = []
@@ -257,7 +258,7 @@ def run_benchmarks(
         command=command,
         started_at=started,
         wall_s=time.perf_counter() - t0,
-        machine=describe_machine().as_dict(),
+        machine=machine,
         versions=package_versions(),
         outcomes=outcomes,
         earlier=earlier,
