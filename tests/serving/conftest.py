@@ -116,6 +116,23 @@ class Stack:
         positions = [(p, end - 1) for p, end in ends.items() if end > 0]
         self.components.keeper.wait_for(positions, timeout_s=self.settings.serving.consistency_timeout_s)
 
+    def cubes(self, specs: dict[str, dict[str, Any]]) -> dict[str, str]:
+        """Create several cubes (name -> cube() keyword arguments) and settle them with one wait."""
+        receipts = {}
+        for name, spec in specs.items():
+            writers, readers = spec.get("writers", ("writer",)), spec.get("readers", ("reader",))
+            body = {
+                "name": name,
+                "writers": [ROLES[r] for r in writers],
+                "readers": [ROLES[r] for r in readers],
+            }
+            response = self.client.post("/v1/cubes", json=body, headers=self.headers("owner"))
+            assert response.status_code == 202, response.text
+            receipts[name] = response.json()
+        positions = [(r["partition"], r["offset"]) for r in receipts.values()]
+        self.components.keeper.wait_for(positions, timeout_s=self.settings.serving.consistency_timeout_s)
+        return {name: str(r["cube_id"]) for name, r in receipts.items()}
+
     def cube(
         self,
         name: str = "cube",

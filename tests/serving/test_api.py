@@ -16,12 +16,35 @@ from tests.serving.conftest import ROLES, Stack
 pytestmark = pytest.mark.integration
 
 
+_CUBES: dict[str, dict[str, Any]] = {
+    "ryw": {},
+    "lifecycle": {},
+    "filters": {},
+    "ttl": {},
+    "history": {},
+    "lineage": {},
+    "usage": {},
+    "privacy": {},
+    "governed": {},
+    "multi-a": {},
+    "multi-b": {"readers": ()},
+    "chat": {},
+    "errors": {},
+}
+
+
+@pytest.fixture(scope="module")
+def cubes(stack: Stack) -> dict[str, str]:
+    """Every cube this module's tests use, created at once: one pipeline round instead of one per test."""
+    return stack.cubes(_CUBES)
+
+
 def ids(result: dict[str, Any]) -> list[str]:
     return [hit["memory"]["memory_id"] for hit in result["hits"]]
 
 
-def test_read_your_writes(stack: Stack) -> None:
-    cube = stack.cube("ryw")
+def test_read_your_writes(stack: Stack, cubes: dict[str, str]) -> None:
+    cube = cubes["ryw"]
     receipt = stack.remember(cube, "The staging database lives in eu-west-1.", settle=False)
     assert {"event_id", "partition", "offset", "topic", "memory_id"} <= set(receipt)
     result = stack.search(
@@ -37,8 +60,8 @@ def test_read_your_writes(stack: Stack) -> None:
     assert 0 < hit["relevance"] <= 1
 
 
-def test_memory_update_and_delete_change_what_search_returns(stack: Stack) -> None:
-    cube = stack.cube("lifecycle")
+def test_memory_update_and_delete_change_what_search_returns(stack: Stack, cubes: dict[str, str]) -> None:
+    cube = cubes["lifecycle"]
     m = stack.remember(cube, "Bob's favourite colour is green.", tags=["colour"])
     other = stack.remember(cube, "Bob works on the payments team.", settle=True)
     mid = m["memory_id"]
@@ -71,8 +94,8 @@ def test_memory_update_and_delete_change_what_search_returns(stack: Stack) -> No
     assert again.status_code == 404
 
 
-def test_filters_on_kind_tags_time_and_status(stack: Stack) -> None:
-    cube = stack.cube("filters")
+def test_filters_on_kind_tags_time_and_status(stack: Stack, cubes: dict[str, str]) -> None:
+    cube = cubes["filters"]
     work = stack.remember(cube, "Quarterly planning meeting on Monday.", tags=["work"], memory_type="event")
     home = stack.remember(cube, "Planning the garden on Monday.", tags=["home"], settle=True)
     assert ids(stack.search([cube], "planning monday", filters={"tags_any": ["work"]})) == [work["memory_id"]]
@@ -104,15 +127,17 @@ def test_filters_on_kind_tags_time_and_status(stack: Stack) -> None:
     assert bad.status_code == 422
 
 
-def test_expired_memories_are_not_returned_even_before_the_expiry_event(stack: Stack) -> None:
-    cube = stack.cube("ttl")
+def test_expired_memories_are_not_returned_even_before_the_expiry_event(
+    stack: Stack, cubes: dict[str, str]
+) -> None:
+    cube = cubes["ttl"]
     short = stack.remember(cube, "The door code is 4711 today.", ttl_seconds=1, settle=True)
     time.sleep(1.2)
     assert short["memory_id"] not in ids(stack.search([cube], "door code"))
 
 
-def test_rollback_versions_as_of_and_diff(stack: Stack) -> None:
-    cube = stack.cube("history")
+def test_rollback_versions_as_of_and_diff(stack: Stack, cubes: dict[str, str]) -> None:
+    cube = cubes["history"]
     first = stack.remember(cube, "Project Falcon ships in March.")
     second = stack.remember(cube, "Project Falcon slipped to June.", settle=True)
     cube_now = stack.client.get(f"/v1/cubes/{cube}", headers=stack.headers("reader")).json()
@@ -156,8 +181,8 @@ def test_rollback_versions_as_of_and_diff(stack: Stack) -> None:
     assert too_far.status_code == 422
 
 
-def test_history_and_lineage(stack: Stack) -> None:
-    cube = stack.cube("lineage")
+def test_history_and_lineage(stack: Stack, cubes: dict[str, str]) -> None:
+    cube = cubes["lineage"]
     source = stack.remember(cube, "Carol prefers morning meetings.", settle=True)
     mid = source["memory_id"]
     response = stack.client.patch(
@@ -185,8 +210,8 @@ def test_history_and_lineage(stack: Stack) -> None:
     assert [m["memory_id"] for m in upstream["derived"]] == [derived["memory_id"]]
 
 
-def test_searches_are_counted_by_memory_accessed_events(stack: Stack) -> None:
-    cube = stack.cube("usage")
+def test_searches_are_counted_by_memory_accessed_events(stack: Stack, cubes: dict[str, str]) -> None:
+    cube = cubes["usage"]
     m = stack.remember(cube, "Dana's birthday is on the 3rd of May.", settle=True)
     for _ in range(2):
         assert ids(stack.search([cube], "Dana birthday", role="reader")) == [m["memory_id"]]
@@ -206,8 +231,8 @@ def test_searches_are_counted_by_memory_accessed_events(stack: Stack) -> None:
     assert got["version"] == 1
 
 
-def test_private_memories_and_readers_override(stack: Stack) -> None:
-    cube = stack.cube("privacy")
+def test_private_memories_and_readers_override(stack: Stack, cubes: dict[str, str]) -> None:
+    cube = cubes["privacy"]
     private = stack.remember(cube, "Eve's salary is 90k.", visibility="private")
     named = stack.remember(cube, "Eve's manager is Frank.", readers_override=[ROLES["writer"]])
     public = stack.remember(cube, "Eve joined in 2021.", settle=True)
@@ -226,8 +251,8 @@ def test_private_memories_and_readers_override(stack: Stack) -> None:
     assert [m["memory_id"] for m in listed["memories"]] == [public["memory_id"]]
 
 
-def test_acl_and_policy_changes_take_effect(stack: Stack) -> None:
-    cube = stack.cube("governed")
+def test_acl_and_policy_changes_take_effect(stack: Stack, cubes: dict[str, str]) -> None:
+    cube = cubes["governed"]
     stack.remember(cube, "Gina's passport number is X123.")
     response = stack.client.put(
         f"/v1/cubes/{cube}/acl", json={"writers": [], "readers": []}, headers=stack.headers("owner")
@@ -249,9 +274,9 @@ def test_acl_and_policy_changes_take_effect(stack: Stack) -> None:
     assert ids(stack.search([cube], "where does Gina live"))[0] == sealed["memory_id"]
 
 
-def test_search_over_several_cubes_needs_every_cube_readable(stack: Stack) -> None:
-    a = stack.cube("multi-a")
-    b = stack.cube("multi-b", readers=())
+def test_search_over_several_cubes_needs_every_cube_readable(stack: Stack, cubes: dict[str, str]) -> None:
+    a = cubes["multi-a"]
+    b = cubes["multi-b"]
     ma = stack.remember(a, "Hiro plays the violin.")
     mb = stack.remember(b, "Hiro plays chess on Fridays.")
     stack.settle(ma)
@@ -264,8 +289,8 @@ def test_search_over_several_cubes_needs_every_cube_readable(stack: Stack) -> No
     assert b in refused.json()["error"]["message"]
 
 
-def test_chat_answers_with_the_memories_it_used(stack: Stack) -> None:
-    cube = stack.cube("chat")
+def test_chat_answers_with_the_memories_it_used(stack: Stack, cubes: dict[str, str]) -> None:
+    cube = cubes["chat"]
     tea = stack.remember(cube, "Ivan drinks green tea every morning.")
     stack.remember(cube, "Ivan's car is a red bicycle.", settle=True)
     response = stack.client.post(
@@ -322,7 +347,7 @@ def test_chat_answers_with_the_memories_it_used(stack: Stack) -> None:
     assert over.status_code == 422
 
 
-def test_health_readiness_metrics_and_openapi(stack: Stack) -> None:
+def test_health_readiness_metrics_and_openapi(stack: Stack, cubes: dict[str, str]) -> None:
     assert stack.client.get("/v1/health").json() == {
         "status": "ok",
         "snapshot_version": None,
@@ -346,8 +371,8 @@ def test_health_readiness_metrics_and_openapi(stack: Stack) -> None:
     assert "/v1/chat/completions" in spec["paths"]
 
 
-def test_errors_are_json_and_say_what_was_wrong(stack: Stack) -> None:
-    cube = stack.cube("errors")
+def test_errors_are_json_and_say_what_was_wrong(stack: Stack, cubes: dict[str, str]) -> None:
+    cube = cubes["errors"]
     no_key = stack.client.get(f"/v1/cubes/{cube}")
     assert no_key.status_code == 401
     assert no_key.headers["www-authenticate"].startswith("Bearer")
@@ -389,7 +414,7 @@ def test_errors_are_json_and_say_what_was_wrong(stack: Stack) -> None:
     assert never.json()["error"]["details"][0]["field"] == "wait_for.offset"
 
 
-def test_a_revoked_key_is_refused_by_the_running_service(stack: Stack) -> None:
+def test_a_revoked_key_is_refused_by_the_running_service(stack: Stack, cubes: dict[str, str]) -> None:
     store = ApiKeyStore(stack.settings.serving.api_keys_file)
     issued = store.create("user:temporary")
     headers = {"Authorization": f"Bearer {issued.secret}"}

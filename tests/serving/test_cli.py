@@ -50,6 +50,8 @@ def test_index_rebuild_fills_a_fresh_collection_from_the_lake(
     monkeypatch.setenv("MEMLAKE_KAFKA_BOOTSTRAP", s.kafka.bootstrap)
     monkeypatch.setenv("MEMLAKE_KAFKA_EVENTS_TOPIC", s.kafka.events_topic)
     monkeypatch.setenv("MEMLAKE_SERVING_MILVUS_URI", str(tmp_path / "rebuilt.db"))
+    # Sealed memories are indexed only if their subjects' keys can be opened.
+    monkeypatch.setenv("MEMLAKE_GOVERNANCE_KEY_STORE", str(s.governance.key_store))
     assert main(["index", "rebuild"]) == 0
     out = capsys.readouterr().out
     written = int(out.split()[1])
