@@ -30,7 +30,7 @@ from lake.tables import Lake
 from memlake.errors import LakeError
 
 # writes per second, seconds of writing, read-your-writes samples
-_PROFILES = {"tiny": (2.0, 5.0, 2), "quick": (4.0, 30.0, 10), "full": (10.0, 120.0, 30)}
+_PROFILES = {"tiny": (2.0, 3.0, 2), "quick": (4.0, 30.0, 10), "full": (10.0, 120.0, 30)}
 
 
 def _token(i: int) -> str:

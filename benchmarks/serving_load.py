@@ -29,7 +29,7 @@ from benchmarks._serving_bench import (
 from serving.embeddings import SentenceTransformerEmbedder
 
 # memories, cubes, seconds per measurement, concurrency
-_PROFILES = {"tiny": (600, 6, 4.0, 4), "quick": (10_000, 20, 20.0, 8), "full": (100_000, 100, 60.0, 16)}
+_PROFILES = {"tiny": (200, 4, 2.0, 4), "quick": (10_000, 20, 20.0, 8), "full": (100_000, 100, 60.0, 16)}
 
 
 def _load(

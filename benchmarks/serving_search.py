@@ -46,7 +46,7 @@ from serving.service import build_components
 
 # size -> cubes; queries per measurement
 _PROFILES: dict[str, tuple[list[tuple[int, int]], int]] = {
-    "tiny": ([(600, 6)], 30),
+    "tiny": ([(200, 4)], 10),
     "quick": ([(10_000, 20), (100_000, 100)], 300),
     "full": ([(10_000, 20), (100_000, 100)], 1000),
 }

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from memlake.errors import ConsistencyTimeoutError, MemlakeError, SnapshotUnavailableError
 from memlake.model import utcnow
@@ -48,7 +48,6 @@ class KeeperStats:
     unflushed_rows: int = 0
     last_advance_s: float = 0.0
     pipeline_runs: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 class SnapshotKeeper:
@@ -249,6 +248,8 @@ class SnapshotKeeper:
             if changes is None:
                 self.stats.lake_head = max(self.stats.lake_head, old.version)
                 return False
+            # Known before the work starts, so the index lag shows while a big batch is embedded.
+            self.stats.lake_head = changes.watermark
             new = ServingSnapshot.build(
                 changes,
                 covered=self._source.covered_offsets(changes.watermark),
@@ -263,7 +264,6 @@ class SnapshotKeeper:
                 self._retired.append((old, removed))
                 self.stats.pending_deletes += len(removed)
             self.stats.advances += 1
-            self.stats.lake_head = changes.watermark
             self.stats.last_advance_s = time.monotonic() - started
             return True
 

@@ -75,9 +75,6 @@ class LakeSnapshotSource:
         self._topic = topic
         self._partitions = partitions
 
-    def head(self) -> int:
-        return find_cut(self._lake, _STATE).watermark
-
     def load(self) -> LakeCut:
         snap = open_snapshot(self._lake, tables=_STATE)
         cubes = [

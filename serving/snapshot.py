@@ -67,10 +67,6 @@ class ChangeSet:
 
 
 class SnapshotSource(Protocol):
-    def head(self) -> int:
-        """The newest consistent watermark of the lake (-1: nothing materialised yet)."""
-        ...
-
     def load(self) -> LakeCut:
         """Everything at the newest consistent cut."""
         ...
