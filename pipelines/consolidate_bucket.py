@@ -154,17 +154,22 @@ class ConsolidateBucket(beam.DoFn):
         self._sealer = Sealer(LocalKeyStore(plan.governance.key_store))
         self._cache = VectorCache(self._lake, embedder=plan.embedder)
         cubes = self._snapshot.read("cubes", columns=["cube_id", "policy_json"])
+        self._parsed: dict[str, CubePolicy] = {}
         self._policies = dict(
             zip(cubes.column("cube_id").to_pylist(), cubes.column("policy_json").to_pylist(), strict=True)
         )
 
     def _policy(self, cube_id: str) -> CubePolicy:
-        g = self._plan.governance
-        raw = self._policies.get(cube_id)
-        policy = Policy.model_validate_json(raw) if raw else Policy()
-        return CubePolicy.of(
-            policy, half_life_days=g.decay_half_life_days, archive_below=g.archive_below_priority
-        )
+        known = self._parsed.get(cube_id)
+        if known is None:
+            g = self._plan.governance
+            raw = self._policies.get(cube_id)
+            policy = Policy.model_validate_json(raw) if raw else Policy()
+            known = CubePolicy.of(
+                policy, half_life_days=g.decay_half_life_days, archive_below=g.archive_below_priority
+            )
+            self._parsed[cube_id] = known
+        return known
 
     def _read(self, bucket: int) -> pa.Table:
         where = (pc.field("bucket") == bucket) & pc.field("status").isin(
@@ -236,8 +241,7 @@ class ConsolidateBucket(beam.DoFn):
             decided.update((d.cube_id, d.memory_id) for d in found)
 
         candidates = [r for r in rows if r.text is not None and (r.cube_id, r.memory_id) not in decided]
-        merges = self._dedupe(bucket, candidates, contents, result, set(by_cube))
-        for d in merges:
+        for d in self._dedupe(bucket, candidates, contents, result, set(by_cube)):
             decided.add((d.cube_id, d.memory_id))
             decided.update((d.cube_id, m) for m, _ in d.sources)
         decided_in: dict[str, set[str]] = {}

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from lake.tables import Lake
+from memlake.cli import main
 from memlake.cli.governance import embed_factory
 from memlake.events import (
     CubeCreated,
@@ -26,6 +27,7 @@ from pipelines.consolidate import run_consolidate
 from pipelines.follow import run_jobs
 from pipelines.hot_memories import HotMemoriesTable
 from streams.reader import end_offsets
+from tests.pipelines.cli_env import use_settings
 from tests.pipelines.helpers import lake_memories, produce
 
 pytestmark = pytest.mark.integration
@@ -98,7 +100,9 @@ def neighbour(cube: str) -> list[Event]:
     ]
 
 
-def test_consolidation_decides_once_and_its_events_materialize(settings: Settings) -> None:
+def test_consolidation_decides_once_and_its_events_materialize(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     # One bucket: both cubes are decided by the same worker.
     settings = settings.model_copy(update={"lake": settings.lake.model_copy(update={"buckets": 1})})
     cube = f"cons-{uuid.uuid4().hex[:8]}"
@@ -163,6 +167,12 @@ def test_consolidation_decides_once_and_its_events_materialize(settings: Setting
     third = run_consolidate(settings, factory, as_of=AS_OF + timedelta(hours=2))
     assert third.decisions == {}
     assert third.events_sent == 0
+
+    # The command line says the same.
+    use_settings(monkeypatch, settings)
+    monkeypatch.setenv("MEMLAKE_LAKE_BUCKETS", "1")
+    assert main(["consolidate", "--dry-run", "--as-of", (AS_OF + timedelta(hours=3)).isoformat()]) == 0
+    assert "no decisions; dry run: would send 0 events" in capsys.readouterr().out
 
     hot = HotMemoriesTable(lake).read().to_pylist()
     assert [(r["cube_id"], r["memory_id"], r["rank"], r["access_count"]) for r in hot] == [
