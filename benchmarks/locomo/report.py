@@ -163,7 +163,7 @@ def plot_latency(latencies_s: Mapping[str, Sequence[float]], path: Path) -> Path
     fig, ax = plt.subplots(figsize=(8, 4.5))
     names = list(latencies_s)
     data = [[1000 * v for v in latencies_s[n]] for n in names]
-    ax.boxplot(data, vert=False, whis=(5, 95), showfliers=True)
+    ax.boxplot(data, orientation="horizontal", whis=(5, 95), showfliers=True)
     ax.set_yticks(range(1, len(names) + 1), names)
     ax.set_xscale("log")
     for row, values in enumerate(data, start=1):
