@@ -25,6 +25,7 @@ from training.base_model import BaseLLM
 from training.distill_job import DistillOutcome, distill_cube
 from training.kv_cache import generate, load_prefix_cache, prompt_for, staleness
 from training.kv_job import KVJobResult, build_cube_cache, current_artifact_memory
+from training.kv_registry import PrefixCacheRegistry
 from training.lineage import ADAPTER_MEMORY_ID, KV_MEMORY_ID
 from training.prompts import encode_prompt
 from training.recite import recite_cube
@@ -342,6 +343,9 @@ def test_the_kv_cache_job_builds_once_and_again_when_a_source_changes(
         cache.manifest, fingerprint=base_llm.fingerprint_id, live=live_versions(snapshot, KV_CUBE)
     )
     assert reason == "memory g-hot is at version 2, the cache has version 1"
+    shelf = PrefixCacheRegistry(base_llm, night.store)
+    assert shelf.get(stored, live_versions(snapshot, KV_CUBE)) == (None, reason)
+    assert shelf.get(None, {}) == (None, "the cube has no KV cache")
 
     second = build()
     assert second.built
@@ -353,7 +357,10 @@ def test_the_kv_cache_job_builds_once_and_again_when_a_source_changes(
         SourceRef(memory_id="g-pin", version=1),
         SourceRef(memory_id="g-hot", version=2),
     )
-    fresh = load_prefix_cache(now_stored.artifact, night.store, base=base_llm)  # type: ignore[arg-type]
+    fresh, why = shelf.get(now_stored, live_versions(open_snapshot(lake), KV_CUBE))
+    assert why is None
+    assert fresh is not None
+    assert shelf.get(now_stored, live_versions(open_snapshot(lake), KV_CUBE))[0] is fresh  # loaded once
     question = "On which day are deploys frozen?"
     reused = generate(base_llm, prompt_for(fresh, base_llm.tokenizer, question=question), prefix_cache=fresh)
     scratch = generate(
