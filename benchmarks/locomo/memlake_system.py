@@ -23,6 +23,7 @@ from typing import Any
 
 from benchmarks.locomo.dataset import Conversation, Turn
 from benchmarks.locomo.systems import Retrieved
+from memlake.errors import InfrastructureError
 from memlake.events import CubeCreated, Event, MemoryAdded, new_event
 from memlake.model import Actor, Source
 from memlake.settings import Settings
@@ -137,7 +138,11 @@ class MemlakeSystem:
         progress = run_jobs(self._settings)
         stages["land + materialize (Beam to Delta)"] = time.perf_counter() - t0
         if progress.landed < self.events_sent:
-            raise RuntimeError(f"landed {progress.landed} of {self.events_sent} events")
+            # Anything less means events went to the dead-letter topic: the run would measure a partial lake.
+            raise InfrastructureError(
+                f"the pipelines landed {progress.landed} of the {self.events_sent} events sent "
+                f"(dead letters: {progress.dead_letters}); see {self._settings.kafka.dlq_topic}"
+            )
         t0 = time.perf_counter()
         self._components = build_components(self._settings, embedded_pipeline=False)
         # The snapshot is pinned once everything is materialised: no follow thread during the queries.
