@@ -39,7 +39,7 @@ def section_fields(section: str) -> dict[str, Any]:
 
 
 @contextmanager
-def _placeholder_homes() -> Iterator[None]:
+def _documented_homes() -> Iterator[None]:
     """Default factories read $MEMLAKE_HOME and ~: point both at markers while they run."""
     saved = {name: os.environ.get(name) for name in ("MEMLAKE_HOME", "HOME")}
     os.environ["MEMLAKE_HOME"] = _HOME
@@ -56,7 +56,7 @@ def _placeholder_homes() -> Iterator[None]:
 
 def _default(field: Any) -> str:
     if field.default_factory is not None:
-        with _placeholder_homes():
+        with _documented_homes():
             value = field.default_factory()
     elif field.default is PydanticUndefined:
         return "(required)"
