@@ -47,7 +47,7 @@ from memlake.settings import Settings
 from pipelines.consolidation_tables import VECTORS, VECTORS_SCHEMA, OwnTable
 
 # memories, cubes, share of new memories
-_PROFILES = {"tiny": (2_000, 20, 0.05), "quick": (100_000, 1_000, 0.01), "full": (1_000_000, 10_000, 0.01)}
+_PROFILES = {"tiny": (1_000, 10, 0.05), "quick": (100_000, 1_000, 0.01), "full": (1_000_000, 10_000, 0.01)}
 AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
 _TOPICS = ("tea", "chess", "paris", "rust", "jazz", "hiking", "kafka", "delta", "piano", "sushi")
 _DIM = 384
@@ -287,7 +287,7 @@ def _floor(settings: Settings) -> float:
     return time.perf_counter() - began
 
 
-def _embedding_rate(settings: Settings) -> float:
+def _embedding_rate(settings: Settings, count: int) -> float:
     from memlake.cli.governance import minilm_embed
 
     embed = minilm_embed(settings.models)
@@ -313,7 +313,7 @@ def run(profile: str, out_dir: Path) -> dict[str, Any]:
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     second_s, second = _consolidate(settings, out_dir, "second")
     peak_kib = max(peak_kib, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    rate = _embedding_rate(settings)
+    rate = _embedding_rate(settings, 64 if profile == "tiny" else 512)
     peak_gib = peak_kib / 1024 / 1024
     return {
         "summary": (
