@@ -6,7 +6,6 @@ folder, so that pausing or killing it never touches the shared session broker.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -196,11 +195,6 @@ def _bytes(event: Event) -> bytes:
 
 
 @pytest.mark.usefixtures("quiet_kafka_client")
-# kafka-python 3.0.12 leaks the socket of every refused connect (kafka/net/inet.py never closes
-# it); while the broker is down it makes many. Those, and only those, are not this test's fault.
-@pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <socket\.socket:pytest.PytestUnraisableExceptionWarning"
-)
 def test_sigkill_mid_stream_keeps_every_acknowledged_event_exactly_once(private_broker: LocalBroker) -> None:
     kafka = _topic(private_broker, 3, request_timeout_ms=3000, delivery_timeout_ms=60_000)
     acknowledged: list[str] = []
@@ -242,7 +236,6 @@ def test_sigkill_mid_stream_keeps_every_acknowledged_event_exactly_once(private_
     finally:
         stop.set()
         writer.join(timeout=120)
-        gc.collect()  # the leaked sockets go now, under this test's warning filter
     assert not writer.is_alive()
     logged = [str(parse_event(raw).event_id) for raw in _records(kafka)]
     counts = Counter(logged)
