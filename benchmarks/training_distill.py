@@ -23,11 +23,13 @@ from typing import Any
 
 from benchmarks._training_workload import facts, load_average
 
-# memories per run, epochs, LoRA on the last N layers (0: all), eval tokens
+# memories per run, epochs, LoRA on the last N layers (0: all), eval tokens, batch, learning rate.
+# Measured here: 50 memories, 2 epochs at lr 2e-3 on 8 layers took recall NLL 5.49 -> 0.91 but
+# control perplexity +70% (the gate rejected it); the profiles train more gently.
 _PROFILES: dict[str, dict[str, Any]] = {
-    "tiny": {"sizes": (3,), "epochs": 0.5, "last_layers": 2, "eval_tokens": 4, "batch": 4},
-    "quick": {"sizes": (50,), "epochs": 2, "last_layers": 8, "eval_tokens": 24, "batch": 8},
-    "full": {"sizes": (50, 200), "epochs": 3, "last_layers": 0, "eval_tokens": 32, "batch": 8},
+    "tiny": {"sizes": (3,), "epochs": 0.5, "last_layers": 2, "eval_tokens": 4, "batch": 4, "lr": 2e-3},
+    "quick": {"sizes": (50,), "epochs": 1.5, "last_layers": 4, "eval_tokens": 16, "batch": 8, "lr": 1e-3},
+    "full": {"sizes": (50, 200), "epochs": 2, "last_layers": 8, "eval_tokens": 24, "batch": 8, "lr": 1e-3},
 }
 
 
@@ -49,7 +51,7 @@ def _distil(size: int, plan: dict[str, Any], out_dir: str, queue: Any) -> None:
         max_steps=steps,
         batch_size=plan["batch"],
         lora_last_layers=plan["last_layers"],
-        learning_rate=2e-3,
+        learning_rate=plan["lr"],
         warmup_steps=min(10, steps // 10),
         max_seq_len=96,
         checkpoint_every=max(steps, 1),
