@@ -70,7 +70,7 @@ class MilvusLiteVectorIndex:
     of it anyway.
     """
 
-    def __init__(self, path: str, *, collection: str, meta: IndexMeta, partitions: int = 64) -> None:
+    def __init__(self, path: str, *, collection: str, meta: IndexMeta, partitions: int = 256) -> None:
         self._path = path
         self._collection = collection
         self._meta = meta
@@ -237,7 +237,7 @@ class MilvusVectorIndex:
         *,
         collection: str,
         meta: IndexMeta,
-        partitions: int = 64,
+        partitions: int = 256,
         token: str | None = None,
     ) -> None:
         self._uri = uri

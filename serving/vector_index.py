@@ -9,7 +9,7 @@ rows are deleted once no request reads the older snapshot any more.
 
 Rows of one cube live in one partition (a hash of the cube id), so a search
 reads only the partitions of the cubes it may see. Milvus Lite evaluates each
-searched row in Python before the ANN step; scanning 1/64th of the collection
+searched row in Python before the ANN step; scanning 1/256th of the collection
 instead of all of it is what keeps a search in milliseconds at 100k rows.
 """
 
