@@ -187,7 +187,8 @@ class SnapshotKeeper:
 
     def _load(self) -> None:
         with self._advance_lock:
-            snapshot = self._load_unlocked()
+            # Published only once the index holds its vectors: ready means searchable.
+            snapshot = self._load_unlocked(publish=False)
             present = self._index.row_keys()
             expected = snapshot.searchable_keys()
             self._index_keys(snapshot, expected - present)
@@ -197,13 +198,15 @@ class SnapshotKeeper:
                 self.stats.indexed_rows_deleted += len(stale)
             self._index.flush()
             self.stats.unflushed_rows = 0
+            self._publish(snapshot)
 
-    def _load_unlocked(self) -> ServingSnapshot:
+    def _load_unlocked(self, *, publish: bool = True) -> ServingSnapshot:
         cut = self._source.load()
         snapshot = ServingSnapshot.build(
             cut, covered=self._source.covered_offsets(cut.watermark), opener=self._opener, now=utcnow()
         )
-        self._publish(snapshot)
+        if publish:
+            self._publish(snapshot)
         self.stats.lake_head = cut.watermark
         return snapshot
 
