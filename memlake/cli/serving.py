@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from memlake.settings import Settings
@@ -46,9 +47,16 @@ def register(commands: Any) -> None:
     revoke.set_defaults(run=_revoke_key)
 
 
+def _offline() -> None:
+    # Models load from local files only; make the Hugging Face libraries agree.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from serving.service import serve
 
+    _offline()
     overrides: dict[str, Any] = {}
     if args.host:
         overrides["host"] = args.host
@@ -63,6 +71,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    _offline()
     from lake.tables import Lake
     from serving.keeper import SnapshotKeeper
     from serving.milvus import open_vector_index
