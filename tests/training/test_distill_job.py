@@ -386,3 +386,29 @@ def test_distill_all_skips_cubes_without_enough_hot_memories(
             monkeypatch.setenv(name, value)
     assert main(["distill", "--all"]) == 0
     assert json.loads(capsys.readouterr().out) == {"cubes": 0, "reason": "no cube has enough hot memories"}
+
+
+@pytest.mark.integration
+def test_distill_runs_under_accelerate_launch(night: Night) -> None:
+    picky = night.settings.training.model_copy(update={"min_hot_memories": 50})
+    launcher = Path(sys.executable).parent / "accelerate"
+    done = subprocess.run(
+        [
+            str(launcher),
+            "launch",
+            "--config_file",
+            str(_REPO / "infra" / "accelerate" / "cpu.yaml"),
+            "-m",
+            "memlake",
+            "distill",
+            "--all",
+        ],
+        env=_env(night.settings.model_copy(update={"training": picky})),
+        cwd=_REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["cubes"] == 0
