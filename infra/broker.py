@@ -280,7 +280,7 @@ class LocalBroker:
         cluster_id = _cluster_id()
         result = subprocess.run(
             [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(self._config)],
+             f"--cluster-id={cluster_id}", f"--config={self._config}"],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         with self.log_file.open("a") as log:
@@ -299,6 +299,8 @@ def min_heap(heap: str) -> str:
 def _cluster_id() -> str:
     import base64
 
+    # A url-safe id may begin with "-"; the caller passes it as --cluster-id=ID so
+    # argparse never mistakes it for an option (a 1-in-32 flake seen in CI).
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 

@@ -322,6 +322,16 @@ class GenerationError(InfrastructureError):
         super().__init__(f"generator {generator}: {problem}")
 
 
+class LimitExceededError(MemlakeError):
+    """A request asked for more than the service allows (a query too long, too many cubes)."""
+
+    def __init__(self, field: str, *, limit: int, actual: int) -> None:
+        self.field = field
+        self.limit = limit
+        self.actual = actual
+        super().__init__(f"{field}: {actual} is over the limit of {limit}")
+
+
 class ArtifactError(InfrastructureError):
     """A KV cache or adapter artifact could not be stored, fetched or verified."""
 
@@ -347,16 +357,6 @@ class TrainingError(MemlakeError):
         self.cube_id = cube_id
         self.problem = problem
         super().__init__(f"cube {cube_id!r}: {problem}")
-
-
-class LimitExceededError(MemlakeError):
-    """A request asked for more than the service allows (a query too long, too many cubes)."""
-
-    def __init__(self, field: str, *, limit: int, actual: int) -> None:
-        self.field = field
-        self.limit = limit
-        self.actual = actual
-        super().__init__(f"{field}: {actual} is over the limit of {limit}")
 
 
 class ErasureDeniedError(MemlakeError):

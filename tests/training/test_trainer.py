@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from memlake.errors import TrainingError
 from memlake.settings import TrainingSettings
 from training.base_model import BaseLLM
 from training.dataset import build_training_set
@@ -53,3 +54,29 @@ def test_context_distillation_moves_the_student_towards_the_teacher(
     assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-000003.pt"
     # Leaving the block gave the base model back untouched.
     assert answer_nll(base_llm.model, base_llm, data.probes) == before
+
+
+@pytest.mark.integration
+def test_resuming_from_a_checkpoint_takes_exactly_the_remaining_steps(
+    base_llm: BaseLLM, tmp_path: Path
+) -> None:
+    settings = TrainingSettings(
+        max_steps=2, batch_size=2, lora_last_layers=1, checkpoint_every=1, max_seq_len=48
+    )
+    data = build_training_set(MEMORIES[:1])
+    config = lora_config(settings, num_layers=int(base_llm.model.config.num_hidden_layers))
+    with attach_lora(base_llm, config, seed=settings.seed) as model:
+        whole = train_adapter(base_llm, model, data, settings, work_dir=tmp_path)
+    (tmp_path / "checkpoint-000002.pt").unlink()  # as if killed after step 1
+    with attach_lora(base_llm, config, seed=settings.seed) as model:
+        resumed = train_adapter(base_llm, model, data, settings, work_dir=tmp_path)
+    assert whole.resumed_from is None
+    assert resumed.resumed_from == 1
+    assert resumed.losses == whole.losses
+    other = settings.model_copy(update={"learning_rate": 0.5})
+    (tmp_path / "checkpoint-000002.pt").unlink()
+    with (
+        attach_lora(base_llm, config, seed=settings.seed) as model,
+        pytest.raises(TrainingError, match="another job"),
+    ):
+        train_adapter(base_llm, model, data, other, work_dir=tmp_path)
