@@ -6,7 +6,7 @@ export PYTHONUNBUFFERED := 1
 # Tests and the demo keep their state apart from a developer's own runs.
 TEST_HOME ?= $(CURDIR)/.memlake-test
 
-.PHONY: venv up down status demo demo-shell demo-down test test-unit test-integration bench bench-full lint fmt clean
+.PHONY: venv up down status demo demo-shell demo-down test test-unit test-integration bench bench-full bench-report lint fmt clean
 
 venv:
 	@infra/bootstrap.sh
@@ -40,6 +40,9 @@ bench: ## every benchmark, quick profile; rewrites BENCHMARKS.md
 
 bench-full:
 	@venv=$$(infra/bootstrap.sh) && $$venv/bin/python -m benchmarks run --profile full
+
+bench-report: ## rewrite BENCHMARKS.md from the recorded quick results, running nothing
+	@venv=$$(infra/bootstrap.sh) && $$venv/bin/python -m benchmarks report --profile quick
 
 lint:
 	@venv=$$(infra/bootstrap.sh) && $$venv/bin/ruff check . && $$venv/bin/ruff format --check . && $$venv/bin/mypy

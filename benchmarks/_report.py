@@ -1,15 +1,23 @@
-"""BENCHMARKS.md, written by the runner from what it measured (never by hand)."""
+"""BENCHMARKS.md, built from every benchmark result recorded under one profile (never by hand).
+
+The report is a view of `benchmarks/results/<profile>/*/outcome.json`: each
+benchmark's latest outcome, whichever run produced it, with the command, the
+time and the load average of that run. A `--only` run therefore replaces its
+own section and keeps the others, and `python -m benchmarks report` rebuilds
+the file without running anything.
+"""
 
 from __future__ import annotations
 
-__all__ = ["render_benchmarks_md", "flatten", "headline_ratios", "format_value"]
+__all__ = ["render_benchmarks_md", "write_report", "flatten", "headline_ratios", "format_value"]
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from benchmarks._runner import QUICK_BUDGET_S, Outcome, RunRecord
+from benchmarks._runner import QUICK_BUDGET_S, Outcome, load_outcomes
 
 _RATIO_KEY = re.compile(r"(^|[._])(ratio|speedup)([._]|$)|_ratio$|^ratio_")
 _SHOWN_APART = ("summary", "markdown")
@@ -49,22 +57,33 @@ def format_value(value: Any) -> str:
 
 
 def _minutes(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "n/a"
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-def _summary_row(outcome: Outcome, *, earlier: bool) -> str:
+def _command(outcome: Outcome) -> str:
+    return f"`{outcome.command}`" if outcome.command else "an unrecorded command"
+
+
+def _summary_row(outcome: Outcome) -> str:
     ratios = headline_ratios(outcome.result or {})
     shown = "; ".join(f"{k} = {format_value(v)}" for k, v in ratios[:6]) or "—"
     if len(ratios) > 6:
         shown += f"; … ({len(ratios) - 6} more below)"
-    status = outcome.status + (" (earlier run)" if earlier else "")
-    return f"| {outcome.name} | {status} | {_minutes(outcome.wall_s)} | {shown} |"
+    return (
+        f"| {outcome.name} | {outcome.status} | {outcome.started_at} | {_minutes(outcome.wall_s)} "
+        f"| {format_value(outcome.load_average)} | {shown} |"
+    )
 
 
-def _section(outcome: Outcome, *, earlier: bool) -> list[str]:
+def _section(outcome: Outcome) -> list[str]:
     lines = [f"## {outcome.name}", ""]
-    when = f"measured {outcome.started_at}" + (" in an earlier run of this profile" if earlier else "")
-    lines += [f"{when}; wall time {_minutes(outcome.wall_s)}; status **{outcome.status}**.", ""]
+    lines += [
+        f"Measured {outcome.started_at} with {_command(outcome)}; wall time {_minutes(outcome.wall_s)}; "
+        f"load average at start (1 min) {format_value(outcome.load_average)}; status **{outcome.status}**.",
+        "",
+    ]
     if outcome.status != "ok":
         tail = (outcome.error or "").strip().splitlines()[-15:]
         lines += ["```text", *tail, "```", ""]
@@ -84,48 +103,86 @@ def _section(outcome: Outcome, *, earlier: bool) -> list[str]:
     return lines
 
 
-def render_benchmarks_md(record: RunRecord) -> str:
-    m = record.machine
+def render_benchmarks_md(
+    profile: str,
+    outcomes: Sequence[Outcome],
+    *,
+    machine: Mapping[str, object],
+    versions: Mapping[str, str],
+    missing: Sequence[str] = (),
+) -> str:
+    """The whole file: machine, versions, a summary row per outcome, then one section each."""
+    total = sum(o.wall_s for o in outcomes if not math.isnan(o.wall_s))
     lines = [
         "# Benchmarks",
         "",
-        "<!-- Written by `python -m benchmarks run`; edits by hand are overwritten. -->",
+        "<!-- Written by `python -m benchmarks run` / `python -m benchmarks report`; "
+        "edits by hand are overwritten. -->",
         "",
-        f"Profile **{record.profile}**, run {record.started_at} with `{record.command}` "
-        f"(total {_minutes(record.wall_s)}). Every ratio is against a baseline measured in the same run. "
-        f"Raw results, tables and plots: `benchmarks/results/{record.profile}/<benchmark>/`.",
+        f"Profile **{profile}**: the latest result of each benchmark under "
+        f"`benchmarks/results/{profile}/<benchmark>/` (tables, plots and raw figures there), each with the "
+        f"command, time and load of the run that measured it. `python -m benchmarks report --profile "
+        f"{profile}` rebuilds this file without running anything. Every ratio is against a baseline "
+        "measured in the same run of that benchmark.",
+        "",
+        f"Sum of the wall times below: {_minutes(total)}"
+        + (f" (the quick profile must fit in {_minutes(QUICK_BUDGET_S)})." if profile == "quick" else "."),
         "",
     ]
-    if record.profile == "quick" and not record.earlier and record.wall_s > QUICK_BUDGET_S:
+    if profile == "quick" and total > QUICK_BUDGET_S:
         lines += [
-            f"**Over budget:** the quick profile took {_minutes(record.wall_s)}, "
-            f"more than the {_minutes(QUICK_BUDGET_S)} it must fit in.",
+            f"**Over budget:** these quick benchmarks took {_minutes(total)} together, "
+            f"more than the {_minutes(QUICK_BUDGET_S)} they must fit in.",
             "",
         ]
+    if missing:
+        lines += [f"Not measured in this profile yet: {', '.join(missing)}.", ""]
     lines += [
         "## Machine",
         "",
-        "| CPU | cores | memory | accelerator | OS | Python | load average at start (1 min) |",
-        "|---|---|---|---|---|---|---|",
-        f"| {m.get('cpu_model')} | {m.get('cores')} | {m.get('memory_gib')} GiB | {m.get('accelerator')} "
-        f"| {m.get('os')} | {m.get('python')} | {format_value(m.get('load_average'))} |",
+        "| CPU | cores | memory | accelerator | OS | Python |",
+        "|---|---|---|---|---|---|",
+        f"| {machine.get('cpu_model')} | {machine.get('cores')} | {machine.get('memory_gib')} GiB "
+        f"| {machine.get('accelerator')} | {machine.get('os')} | {machine.get('python')} |",
         "",
         "## Versions",
         "",
         "| package | version |",
         "|---|---|",
-        *(f"| {name} | {version} |" for name, version in record.versions.items()),
+        *(f"| {name} | {version} |" for name, version in versions.items()),
         "",
         "## Summary",
         "",
-        "| benchmark | status | wall time | ratios against the same-run baseline |",
-        "|---|---|---|---|",
-        *(_summary_row(o, earlier=False) for o in record.outcomes),
-        *(_summary_row(o, earlier=True) for o in record.earlier),
+        "| benchmark | status | measured (UTC) | wall time | load average at start (1 min) "
+        "| ratios against the same-run baseline |",
+        "|---|---|---|---|---|---|",
+        *(_summary_row(o) for o in outcomes),
         "",
     ]
-    for outcome in record.outcomes:
-        lines += _section(outcome, earlier=False)
-    for outcome in record.earlier:
-        lines += _section(outcome, earlier=True)
+    for outcome in outcomes:
+        lines += _section(outcome)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(
+    profile: str,
+    *,
+    results_root: Path,
+    markdown: Path,
+    known: Sequence[str],
+    machine: Mapping[str, object],
+    versions: Mapping[str, str],
+) -> list[Outcome]:
+    """Rewrite `markdown` from every outcome recorded for `profile`; returns those outcomes."""
+    # A result left by a benchmark that no longer exists is not reported.
+    outcomes = [o for o in load_outcomes(results_root / profile) if o.name in known]
+    present = {o.name for o in outcomes}
+    text = render_benchmarks_md(
+        profile,
+        outcomes,
+        machine=machine,
+        versions=versions,
+        missing=[name for name in known if name not in present],
+    )
+    markdown.write_text(text)
+    return outcomes

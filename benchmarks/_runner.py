@@ -21,6 +21,8 @@ __all__ = [
     "run_isolated",
     "run_benchmarks",
     "load_outcome",
+    "load_outcomes",
+    "load_average",
 ]
 
 import importlib
@@ -64,6 +66,10 @@ class Outcome:
     wall_s: float
     result: dict[str, Any] | None = None
     error: str | None = None
+    # The command that ran it and the 1-minute load average when it began: the report shows
+    # both next to its figures, since other work on the machine skews every timing.
+    command: str = ""
+    load_average: float = math.nan
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +84,8 @@ class Outcome:
             wall_s=float(data.get("wall_s", math.nan)),
             result=data.get("result"),
             error=data.get("error"),
+            command=str(data.get("command") or ""),
+            load_average=float(data.get("load_average", math.nan)),
         )
 
 
@@ -92,8 +100,6 @@ class RunRecord:
     machine: dict[str, object]
     versions: dict[str, str]
     outcomes: list[Outcome] = field(default_factory=list)
-    # Outcomes of benchmarks not run this time, kept from an earlier run of the same profile.
-    earlier: list[Outcome] = field(default_factory=list)
 
 
 def discover(package_dir: Path = _PACKAGE_DIR) -> list[str]:
@@ -124,10 +130,17 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-able")
 
 
-def run_in_process(name: str, profile: str, out_dir: Path, *, package: str = _PACKAGE) -> Outcome:
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else math.nan
+
+
+def run_in_process(
+    name: str, profile: str, out_dir: Path, *, package: str = _PACKAGE, command: str = ""
+) -> Outcome:
     """Import `package.name` and call its `run`; any exception becomes a failed outcome."""
     out_dir.mkdir(parents=True, exist_ok=True)
     started = _now()
+    load = load_average()
     t0 = time.perf_counter()
     try:
         module = importlib.import_module(f"{package}.{name}")
@@ -137,10 +150,26 @@ def run_in_process(name: str, profile: str, out_dir: Path, *, package: str = _PA
         result = run(profile, out_dir)
         if not isinstance(result, dict):
             raise TypeError(f"{package}.{name}.run returned {type(result).__name__}, not a dict")
-        outcome = Outcome(name, profile, "ok", started, time.perf_counter() - t0, _jsonable(result))
+        outcome = Outcome(
+            name,
+            profile,
+            "ok",
+            started,
+            time.perf_counter() - t0,
+            _jsonable(result),
+            command=command,
+            load_average=load,
+        )
     except Exception:  # noqa: BLE001 — a benchmark's failure is data for the report, never fatal to the others
         outcome = Outcome(
-            name, profile, "failed", started, time.perf_counter() - t0, error=traceback.format_exc()
+            name,
+            profile,
+            "failed",
+            started,
+            time.perf_counter() - t0,
+            error=traceback.format_exc(),
+            command=command,
+            load_average=load,
         )
     (out_dir / _OUTCOME).write_text(json.dumps(outcome.as_dict(), indent=2, sort_keys=True))
     return outcome
@@ -156,6 +185,14 @@ def load_outcome(out_dir: Path) -> Outcome | None:
         return None
 
 
+def load_outcomes(profile_dir: Path) -> list[Outcome]:
+    """The latest outcome of every benchmark recorded under a profile's folder, by name."""
+    if not profile_dir.is_dir():
+        return []
+    found = (load_outcome(d) for d in sorted(profile_dir.iterdir()) if d.is_dir())
+    return [o for o in found if o is not None]
+
+
 def run_isolated(
     name: str,
     profile: str,
@@ -164,19 +201,21 @@ def run_isolated(
     timeout_s: float,
     package: str = _PACKAGE,
     python_path: Sequence[Path] = (),
+    command: str = "",
 ) -> Outcome:
     """Run one benchmark in a child process (`python -m benchmarks one ...`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / _OUTCOME).unlink(missing_ok=True)
     started = _now()
+    load = load_average()
     t0 = time.perf_counter()
-    command = [sys.executable, "-m", _PACKAGE, "one", name, "--profile", profile, "--out", str(out_dir)]
-    command += ["--package", package]
+    child_command = [sys.executable, "-m", _PACKAGE, "one", name, "--profile", profile]
+    child_command += ["--out", str(out_dir), "--package", package, "--command", command]
     env = dict(os.environ)
     paths = [str(_PACKAGE_DIR.parent), *(str(p) for p in python_path)]
     env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     # Its own session, so that a time-out stops the benchmark and every process it started.
-    child = subprocess.Popen(command, start_new_session=True, cwd=_PACKAGE_DIR.parent, env=env)
+    child = subprocess.Popen(child_command, start_new_session=True, cwd=_PACKAGE_DIR.parent, env=env)
     try:
         returncode = child.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -193,6 +232,8 @@ def run_isolated(
             started,
             time.perf_counter() - t0,
             error=f"timed out after {timeout_s:.0f} s",
+            command=command,
+            load_average=load,
         )
         (out_dir / _OUTCOME).write_text(json.dumps(outcome.as_dict(), indent=2, sort_keys=True))
         return outcome
@@ -205,6 +246,8 @@ def run_isolated(
             started,
             time.perf_counter() - t0,
             error=f"the benchmark process exited with status {returncode} without recording an outcome",
+            command=command,
+            load_average=load,
         )
         (out_dir / _OUTCOME).write_text(json.dumps(recorded.as_dict(), indent=2, sort_keys=True))
     return recorded
@@ -245,14 +288,14 @@ def run_benchmarks(
                 timeout_s=time_limit_s or TIME_LIMIT_S[profile],
                 package=package,
                 python_path=[package_dir.parent],
+                command=command,
             )
         else:
-            outcome = run_in_process(name, profile, out_dir, package=package)
+            outcome = run_in_process(name, profile, out_dir, package=package, command=command)
         print(f"[bench] {name}: {outcome.status} in {outcome.wall_s:.1f} s", flush=True)
         if outcome.error:
             print(outcome.error, file=sys.stderr, flush=True)
         outcomes.append(outcome)
-    earlier = [o for n in names if n not in selected if (o := load_outcome(profile_dir / n)) is not None]
     record = RunRecord(
         profile=profile,
         command=command,
@@ -261,7 +304,6 @@ def run_benchmarks(
         machine=machine,
         versions=package_versions(),
         outcomes=outcomes,
-        earlier=earlier,
     )
     profile_dir.mkdir(parents=True, exist_ok=True)
     (profile_dir / "run.json").write_text(
@@ -269,7 +311,6 @@ def run_benchmarks(
             {
                 **asdict(record),
                 "outcomes": [o.as_dict() for o in outcomes],
-                "earlier": [o.as_dict() for o in earlier],
             },
             indent=2,
             sort_keys=True,

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks._report import flatten, headline_ratios, render_benchmarks_md
+from benchmarks.__main__ import main
+from benchmarks._machine import describe_machine, package_versions
+from benchmarks._report import flatten, headline_ratios, write_report
 from benchmarks._runner import discover, load_outcome, run_benchmarks, run_in_process, run_isolated
 
 GOOD = """
@@ -107,33 +109,54 @@ def test_run_benchmarks_goes_on_after_a_failure_and_keeps_earlier_results(
     run_file = json.loads((results / "tiny" / "run.json").read_text())
     assert run_file["command"] == "cmd one"
     assert run_file["machine"]["cores"] >= 1
-    # A later run of one benchmark keeps the other's earlier outcome for the report.
+    assert run_file["outcomes"][1]["command"] == "cmd one"  # through the child process
+    assert run_file["outcomes"][1]["load_average"] >= 0
     second = run_benchmarks(
         "tiny", results_root=results, only=["broken"], package_dir=pkg, package=name, isolate=False
     )
     assert [o.name for o in second.outcomes] == ["broken"]
-    assert [o.name for o in second.earlier] == ["good"]
     with pytest.raises(ValueError, match="no benchmark named nope"):
         run_benchmarks("tiny", results_root=results, only=["nope"], package_dir=pkg, package=name)
     with pytest.raises(ValueError, match="unknown profile"):
         run_benchmarks("huge", results_root=results, package_dir=pkg, package=name)
 
 
-def test_benchmarks_md_has_machine_versions_command_and_ratios(
+def _report(results: Path, markdown: Path, known: list[str]) -> str:
+    write_report(
+        "quick",
+        results_root=results,
+        markdown=markdown,
+        known=known,
+        machine=describe_machine().as_dict(),
+        versions=package_versions(),
+    )
+    return markdown.read_text()
+
+
+def test_benchmarks_md_has_every_recorded_result_with_its_own_command(
     package: tuple[str, Path], tmp_path: Path
 ) -> None:
     name, pkg = package
-    record = run_benchmarks(
-        "quick",
-        results_root=tmp_path / "results",
-        package_dir=pkg,
-        package=name,
-        only=["good", "broken"],
-        isolate=False,
-        command="python -m benchmarks run --profile quick",
-    )
-    text = render_benchmarks_md(record)
-    assert "`python -m benchmarks run --profile quick`" in text
+    results = tmp_path / "results"
+    markdown = tmp_path / "BENCHMARKS.md"
+    known = ["broken", "good", "not_a_dict", "slow"]
+    for only, command in ((["good"], "cmd good"), (["broken"], "cmd broken")):
+        run_benchmarks(
+            "quick",
+            results_root=results,
+            package_dir=pkg,
+            package=name,
+            only=only,
+            isolate=False,
+            command=command,
+        )
+    text = _report(results, markdown, known)
+    # The second run did not erase the first one's section: each keeps its own command.
+    assert "## good" in text
+    assert "## broken" in text
+    assert "with `cmd good`" in text
+    assert "with `cmd broken`" in text
+    assert "Not measured in this profile yet: not_a_dict, slow." in text
     assert "## Machine" in text
     assert "| transformers |" in text
     assert "| good | ok |" in text
@@ -143,6 +166,20 @@ def test_benchmarks_md_has_machine_versions_command_and_ratios(
     assert "fine on quick" in text
     assert "| 1 | 2 |" in text  # the benchmark's own Markdown
     assert "`throughput.memlake` | 200.0 |" in text
+    # A result of a benchmark that no longer exists is left out.
+    assert "## good" not in _report(results, markdown, ["broken"])
+
+
+def test_report_command_runs_nothing(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    markdown = tmp_path / "BENCHMARKS.md"
+    stale = run_in_process("retired", "quick", results / "quick" / "retired", package="no_such_package")
+    assert stale.status == "failed"
+    assert main(["report", "--profile", "quick", "--results", str(results), "--markdown", str(markdown)]) == 0
+    text = markdown.read_text()
+    assert "## retired" not in text  # not a benchmark of the package
+    assert f"Not measured in this profile yet: {', '.join(discover())}." in text
+    assert [p.name for p in (results / "quick").iterdir()] == ["retired"]  # nothing ran
 
 
 def test_flatten_and_ratios() -> None:
