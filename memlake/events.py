@@ -405,11 +405,31 @@ def parse_event(raw: bytes | str) -> Event:
             [FieldProblem("<event>", f"{len(data_bytes)} bytes is over the limit of {MAX_EVENT_BYTES}")],
             raw=data_bytes,
         )
+    current = _current_schema_event(data_bytes)
+    if current is not None:
+        return current
     try:
         data = json.loads(data_bytes)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InvalidEventError([FieldProblem("<event>", f"not valid JSON: {e}")], raw=data_bytes) from e
     return parse_event_dict(data, raw=data_bytes)
+
+
+def _current_schema_event(data: bytes) -> Event | None:
+    """The event, when the bytes are a valid event of the current schema; else None.
+
+    pydantic decodes and validates in one pass (no Python dict in between), about
+    twice as fast as `json.loads` + validation; every landed event is parsed this
+    way, twice. Anything else (older schemas to upcast, a missing `schema`, which
+    means v1, invalid input) takes the general path, which reports the problems.
+    """
+    try:
+        event = _EVENT_ADAPTER.validate_json(data)
+    except ValidationError:
+        return None
+    if event.schema_version != SCHEMA_VERSION or "schema_version" not in event.__pydantic_fields_set__:
+        return None
+    return event
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:

@@ -34,9 +34,11 @@ __all__ = [
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_set = object.__setattr__  # frozen models: the copy is built before anyone sees it
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/\-]{0,127}$"
 MAX_TEXT_CHARS = 65_536
@@ -54,6 +56,21 @@ Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
 
 class _Value(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+    def evolve(self, **changes: Any) -> Self:
+        """A copy with `changes`, equal to `model_copy(update=changes)` but unvalidated and
+        about ten times cheaper: the fold makes several per event, always from values that
+        are valid already (pydantic's copy goes through `copy.copy` of every part)."""
+        cls = type(self)
+        fields = cls.__pydantic_fields__  # not `model_fields`: a slow descriptor on the class
+        if not changes.keys() <= fields.keys():
+            raise ValueError(f"{cls.__name__} has no field {sorted(changes.keys() - fields.keys())}")
+        new = cls.__new__(cls)
+        _set(new, "__dict__", {**self.__dict__, **changes})
+        _set(new, "__pydantic_fields_set__", self.__pydantic_fields_set__ | changes.keys())
+        _set(new, "__pydantic_extra__", None)
+        _set(new, "__pydantic_private__", None)
+        return new
 
 
 class MemoryKind(StrEnum):

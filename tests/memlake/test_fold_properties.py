@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memlake.events import Event, parse_event, serialize_event
+from memlake.events import Event, parse_event, parse_event_dict, serialize_event
 from memlake.fold import CubeState, fold, project
 from memlake.model import Actor, ActorKind
 from tests.memlake import builders as b
@@ -196,6 +197,8 @@ def test_every_generated_event_round_trips_through_bytes(events: list[Event]) ->
         raw = serialize_event(event)
         assert parse_event(raw) == event
         assert serialize_event(parse_event(raw)) == raw
+        # The one-pass decoder (current schema) and the general one (dict, upcast) agree.
+        assert parse_event(raw) == parse_event_dict(json.loads(raw))
 
 
 @_settings
@@ -227,3 +230,4 @@ def test_arbitrary_field_values_round_trip_exactly(
     again = parse_event(raw)
     assert again == event
     assert serialize_event(again) == raw
+    assert again == parse_event_dict(json.loads(raw))

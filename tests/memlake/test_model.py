@@ -121,6 +121,17 @@ def test_values_are_frozen_and_closed() -> None:
     assert "Extra inputs" in str(info.value)
 
 
+def test_evolve_equals_a_validated_copy_and_refuses_unknown_fields() -> None:
+    policy = Policy(ttl_seconds=60)
+    changed = policy.evolve(retention_days=7, ttl_seconds=None)
+    assert changed == policy.model_copy(update={"retention_days": 7, "ttl_seconds": None})
+    assert changed == Policy(retention_days=7)
+    assert changed.model_fields_set == {"ttl_seconds", "retention_days"}
+    assert policy == Policy(ttl_seconds=60)  # the original is untouched
+    with pytest.raises(ValueError, match="no field"):
+        policy.evolve(ttl=5)
+
+
 def test_memory_visibility_on_top_of_the_cube_acl() -> None:
     acl = Acl(owner="user:a", writers=("user:w",), readers=("user:r", "user:s"))
     assert _memory().readable_by("user:r", acl)
