@@ -1,7 +1,8 @@
 """land: Kafka offset ranges -> the `events` table, exactly once.
 
-The graph: a `Create` of the batch's offset ranges (planned from the offsets
-already landed, stored as Delta transaction ids) -> a reading `ParDo`
+The graph: the batch's offset ranges (planned when the graph runs, from the
+offsets already landed, stored as Delta transaction ids; or given, to replay
+them) -> groups of ranges, spread over workers -> a reading `ParDo`
 (kafka-python, bounded ranges) -> triage (valid events become rows, the rest
 dead letters) -> dead letters to the dead-letter topic -> one commit of the
 rows carrying `Transaction("land:<topic>:<partition>", last offset)` per
@@ -126,39 +127,71 @@ class SendDeadLetters(beam.DoFn):
 
 
 class CommitEvents(beam.DoFn):
-    """Every table of the batch -> one Delta commit with a transaction id per partition."""
+    """Every table of the batch -> one Delta commit with a transaction id per partition.
 
-    def __init__(self, lake: LakeSettings, topic: str, offsets: dict[int, int]) -> None:
+    Yields one result even when there was nothing to land, so that a step after
+    it (materialize, in the same graph) runs once per batch either way.
+    """
+
+    def __init__(self, lake: LakeSettings, topic: str) -> None:
         self._lake = lake
         self._topic = topic
-        self._offsets = offsets
         self._landed = Metrics.counter(_NS, "events")
 
-    def process(self, tables: list[pa.Table], dead_letters_sent: int) -> Iterator[CommitResult]:
+    def process(
+        self, tables: list[pa.Table], dead_letters_sent: int, ranges: tuple[OffsetRange, ...]
+    ) -> Iterator[CommitResult]:
+        if not ranges:
+            yield CommitResult("events", 0, None, "nothing new in the topic")
+            return
+        offsets = {r.partition: r.end - 1 for r in ranges}
         parts = [t for t in tables if t.num_rows]
         data = pa.concat_tables(parts) if parts else EVENTS.schema.empty_table()
-        result = TableWriter(Lake(self._lake)).commit_events(data, topic=self._topic, offsets=self._offsets)
+        result = TableWriter(Lake(self._lake)).commit_events(data, topic=self._topic, offsets=offsets)
         self._landed.inc(result.rows)
         yield result
 
 
+class PlanLand(beam.DoFn):
+    """The batch's offset ranges: the ones given, or the next ones after what has landed."""
+
+    def __init__(self, settings: Settings, ranges: Sequence[OffsetRange] | None) -> None:
+        self._settings = settings
+        self._ranges = tuple(ranges) if ranges is not None else None
+        self._records = Metrics.counter(_NS, "planned_records")
+
+    def process(self, _: object) -> Iterator[tuple[OffsetRange, ...]]:
+        if self._ranges is not None:
+            ranges = self._ranges
+        else:
+            lake = Lake(self._settings.lake)
+            lake.ensure("events")
+            ranges = tuple(plan_land(self._settings, lake))
+        self._records.inc(sum(r.size for r in ranges))
+        yield ranges
+
+
 class Land(beam.PTransform):  # type: ignore[type-arg]
-    """The land graph for a fixed set of offset ranges."""
+    """The land graph: the offset ranges given, or (`None`) the next ones, planned as it runs."""
 
     def __init__(
-        self, settings: Settings, ranges: Sequence[OffsetRange], *, send_dead_letters: bool = True
+        self,
+        settings: Settings,
+        ranges: Sequence[OffsetRange] | None = None,
+        *,
+        send_dead_letters: bool = True,
     ) -> None:
         super().__init__()
         self._settings = settings
-        self._ranges = list(ranges)
+        self._ranges = ranges
         self._send = send_dead_letters
 
     def expand(self, pbegin: Any) -> Any:
         s = self._settings
-        offsets = {r.partition: r.end - 1 for r in self._ranges}
+        ranges = pbegin | "Start" >> beam.Create([None]) | "Plan" >> beam.ParDo(PlanLand(s, self._ranges))
         chunks = (
-            pbegin
-            | "Ranges" >> beam.Create(_groups(self._ranges))
+            ranges
+            | "Ranges" >> beam.FlatMap(_groups)
             | "Spread" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(ReadRanges(s.kafka, timeout_s=s.pipelines.read_timeout_s))
         )
@@ -173,8 +206,9 @@ class Land(beam.PTransform):  # type: ignore[type-arg]
             | "CollectEvents" >> combiners.ToList()
             | "Commit"
             >> beam.ParDo(
-                CommitEvents(s.lake, s.kafka.events_topic, offsets),
+                CommitEvents(s.lake, s.kafka.events_topic),
                 dead_letters_sent=beam.pvalue.AsSingleton(sent),
+                ranges=beam.pvalue.AsSingleton(ranges),
             )
         )
 
@@ -192,6 +226,8 @@ def _crc32c_in_c() -> bool:
 
 def _groups(ranges: Sequence[OffsetRange], *, records: int = _RECORDS_PER_GROUP) -> list[list[OffsetRange]]:
     """Ranges in groups of about `records` records: a group is one element (one worker)."""
+    if not ranges:
+        return []
     total = sum(r.size for r in ranges)
     count = max(1, min(len(ranges), math.ceil(total / records)))
     return [list(ranges[i::count]) for i in range(count)]

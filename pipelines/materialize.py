@@ -1,11 +1,14 @@
 """materialize: new versions of `events` -> memories, memory_versions, cubes, cube_versions, usage, rejected.
 
-The graph: a `Create` of events-table version ranges -> a reading `ParDo`
+The graph: the batch's plan (made when the graph runs, or given) -> its
+events-table version ranges, spread over workers -> a reading `ParDo`
 (the change data feed of those versions) -> key by cube -> `GroupByKey` ->
 shards of cubes -> `GroupByKey` -> fold each cube's events in log order onto
 its prior state, loaded once per shard from the lake at one consistent cut
 -> rows keyed by table -> one commit per table, each carrying
-`Transaction("materialize:<table>", events version)`.
+`Transaction("materialize:<table>", events version)`. Every step after the
+plan gets it as a side input, so one translated graph serves batch after
+batch (`pipelines.prepared`).
 
 Exactly once, crash or not: the prior state is read at a cut where every
 state table reflects the same events version `w`, and the batch is `(w, end]`.
@@ -119,7 +122,8 @@ def plan_materialize(lake: Lake, *, max_events: int, shards: int = 4) -> Materia
     }
     end, total = first, 0
     for version in range(first, latest + 1):
-        if version > first and total + counts.get(version, 0) > max_events:
+        # At least one version with events, however large: a batch must make progress.
+        if total and total + counts.get(version, 0) > max_events:
             break
         total += counts.get(version, 0)
         end = version
@@ -128,20 +132,41 @@ def plan_materialize(lake: Lake, *, max_events: int, shards: int = 4) -> Materia
     return MaterializePlan(cut, end, _chunks(first, end, parts), events=total, shards=parts)
 
 
+class PlanMaterialize(beam.DoFn):
+    """The batch (the plan given, or the next one), or None when the tables are up to date."""
+
+    def __init__(self, settings: Settings, plan: MaterializePlan | None) -> None:
+        self._settings = settings
+        self._plan = plan
+        self._planned = Metrics.counter(_NS, "batches")
+        self._end = Metrics.distribution(_NS, "watermark")
+
+    def process(self, _: object) -> Iterator[MaterializePlan | None]:
+        plan = self._plan
+        if plan is None:
+            p = self._settings.pipelines
+            plan = plan_materialize(
+                Lake(self._settings.lake), max_events=p.batch_max_events, shards=p.fold_shards
+            )
+        if plan is not None:
+            self._planned.inc()
+            self._end.update(plan.end)
+        yield plan
+
+
 class ReadEvents(beam.DoFn):
     """A range of events versions -> (cube_id, [rows]) per cube, in the order they were read."""
 
-    def __init__(self, lake: LakeSettings, plan: MaterializePlan) -> None:
+    def __init__(self, lake: LakeSettings) -> None:
         self._lake = lake
-        self._plan = plan
         self._events = Metrics.counter(_NS, "events")
 
-    def _read(self, first: int, last: int) -> pa.Table:
+    def _read(self, plan: MaterializePlan, first: int, last: int) -> pa.Table:
         lake = Lake(self._lake)
-        if self._plan.refold:
-            dt = lake.table("events", version=self._plan.end)
+        if plan.refold:
+            dt = lake.table("events", version=plan.end)
             data = scan(dt, EVENTS, columns=_READ_COLUMNS)
-            return data.append_column(EV, pa.array([self._plan.end] * data.num_rows, pa.int64()))
+            return data.append_column(EV, pa.array([plan.end] * data.num_rows, pa.int64()))
         dt = lake.table("events", version=last)
         with delta_errors("events"):
             # No column selection: delta-rs builds SQL from the names, and "partition"
@@ -151,8 +176,8 @@ class ReadEvents(beam.DoFn):
         data = data.filter(pc.equal(data.column("_change_type"), "insert"))
         return data.append_column(EV, data.column("_commit_version").cast(pa.int64()))
 
-    def process(self, span: tuple[int, int]) -> Iterator[tuple[str, list[Row]]]:
-        data = self._read(*span)
+    def process(self, span: tuple[int, int], plan: MaterializePlan) -> Iterator[tuple[str, list[Row]]]:
+        data = self._read(plan, *span)
         self._events.inc(data.num_rows)
         by_cube: dict[str, list[Row]] = defaultdict(list)
         columns = [
@@ -168,22 +193,23 @@ class ReadEvents(beam.DoFn):
         yield from by_cube.items()
 
 
-def _shard(item: tuple[str, Any], shards: int) -> tuple[int, tuple[str, list[Any]]]:
+def _shard(item: tuple[str, Any], plan: MaterializePlan) -> tuple[int, tuple[str, list[Any]]]:
     cube_id, parts = item
-    return zlib.crc32(cube_id.encode()) % shards, (cube_id, list(parts))
+    return zlib.crc32(cube_id.encode()) % plan.shards, (cube_id, list(parts))
 
 
 class FoldShard(beam.DoFn):
     """A shard of cubes -> rows per table; prior states are loaded once for the whole shard."""
 
-    def __init__(self, lake: LakeSettings, plan: MaterializePlan) -> None:
+    def __init__(self, lake: LakeSettings) -> None:
         self._lake = lake
-        self._plan = plan
         self._applied = Metrics.counter(_NS, "applied")
         self._rejected = Metrics.counter(_NS, "rejected")
         self._duplicates = Metrics.counter(_NS, "duplicates")
 
-    def process(self, element: tuple[int, Any]) -> Iterator[tuple[str, tuple[pa.Table, bool]]]:
+    def process(
+        self, element: tuple[int, Any], plan: MaterializePlan
+    ) -> Iterator[tuple[str, tuple[pa.Table, bool]]]:
         _, groups = element
         lake = Lake(self._lake)
         logged: dict[str, list[LoggedEvent]] = defaultdict(list)
@@ -201,7 +227,7 @@ class FoldShard(beam.DoFn):
                     at = datetime.fromtimestamp(logged_us / 1_000_000, tz=UTC)
                     logged[cube_id].append(LoggedEvent(event, raw, ev, topic, partition, offset, at))
         requests = [references(cube_id, [e.event for e in events]) for cube_id, events in logged.items()]
-        states = load_states(lake, self._plan.cut, requests)
+        states = load_states(lake, plan.cut, requests)
         out = CubeRows()
         out.rejected.extend(unreadable)
         for cube_id in sorted(logged):
@@ -238,21 +264,24 @@ def _unreadable(error: InvalidEventError, cube_id: str, row: Row) -> dict[str, A
 class CommitTables(beam.DoFn):
     """(table, rows of every shard) -> one commit of that table at the batch's watermark."""
 
-    def __init__(self, lake: LakeSettings, plan: MaterializePlan) -> None:
+    def __init__(self, lake: LakeSettings) -> None:
         self._lake = lake
-        self._plan = plan
         self._commits = Metrics.counter(_NS, "commits")
 
     def process(
-        self, element: tuple[str, tuple[list[Any], list[tuple[pa.Table, bool]]]]
+        self,
+        element: tuple[str, tuple[list[Any], list[tuple[pa.Table, bool]]]],
+        plan: MaterializePlan | None,
     ) -> Iterator[CommitResult]:
+        if plan is None:
+            return
         name, (_, parts) = element
         result = commit_table(
             Lake(self._lake),
             name,
             [table for table, _ in parts],
-            watermark=self._plan.end,
-            overwrite=self._plan.refold,
+            watermark=plan.end,
+            overwrite=plan.refold,
             rewrites=any(flag for _, flag in parts),
         )
         if not result.skipped:
@@ -261,33 +290,38 @@ class CommitTables(beam.DoFn):
 
 
 class Materialize(beam.PTransform):  # type: ignore[type-arg]
-    """The materialize graph for one planned batch."""
+    """The materialize graph, from a one-element PCollection that starts it.
 
-    def __init__(self, settings: Settings, plan: MaterializePlan) -> None:
+    With `plan=None` it plans when it runs, so it can follow `Land` in one graph
+    (started by land's commit) and be run again for the next batch.
+    """
+
+    def __init__(self, settings: Settings, plan: MaterializePlan | None = None) -> None:
         super().__init__()
         self._settings = settings
         self._plan = plan
 
-    def expand(self, pbegin: Any) -> Any:
-        lake, plan = self._settings.lake, self._plan
-        shards = plan.shards
+    def expand(self, start: Any) -> Any:
+        lake = self._settings.lake
+        plan = start | "Plan" >> beam.ParDo(PlanMaterialize(self._settings, self._plan))
+        batch = beam.pvalue.AsSingleton(plan)
         rows = (
-            pbegin
-            | "Versions" >> beam.Create(list(plan.chunks))
+            plan
+            | "Versions" >> beam.FlatMap(lambda p: p.chunks if p is not None else ())
             | "Spread" >> beam.Reshuffle()
-            | "ReadEvents" >> beam.ParDo(ReadEvents(lake, plan))
+            | "ReadEvents" >> beam.ParDo(ReadEvents(lake), plan=batch)
             | "ByCube" >> beam.GroupByKey()
-            | "ToShards" >> beam.Map(_shard, shards)
+            | "ToShards" >> beam.Map(_shard, plan=batch)
             | "ByShard" >> beam.GroupByKey()
-            | "Fold" >> beam.ParDo(FoldShard(lake, plan))
+            | "Fold" >> beam.ParDo(FoldShard(lake), plan=batch)
         )
         # Every table commits, even with no rows: its watermark must move with the batch.
-        tables = pbegin | "Tables" >> beam.Create([(name, None) for name in DERIVED_TABLES])
+        tables = start.pipeline | "Tables" >> beam.Create([(name, None) for name in DERIVED_TABLES])
         return (
             {"table": tables, "rows": rows}
             | "ByTable" >> beam.CoGroupByKey()
             | "Unpack" >> beam.Map(lambda kv: (kv[0], (kv[1]["table"], kv[1]["rows"])))
-            | "Commit" >> beam.ParDo(CommitTables(lake, plan))
+            | "Commit" >> beam.ParDo(CommitTables(lake), plan=batch)
         )
 
 
@@ -300,7 +334,7 @@ def run_materialize(settings: Settings, *, beam_args: Sequence[str] = ()) -> Mat
     if plan is None:
         return MaterializeResult(None)
     with beam.Pipeline(options=pipeline_options(settings.pipelines, beam_args)) as pipeline:
-        _ = pipeline | "Materialize" >> Materialize(settings, plan)
+        _ = pipeline | "Start" >> beam.Create([None]) | "Materialize" >> Materialize(settings, plan)
     result = pipeline.result
     marks = lake.watermarks(DERIVED_TABLES)
     behind = {name: mark for name, mark in marks.items() if mark < plan.end}
