@@ -27,6 +27,7 @@ from typing import Any
 from benchmarks._lake_bench import bench_settings
 from memlake.events import serialize_event
 from memlake.settings import Settings
+from streams.producer import producer_options
 from streams.reader import end_offsets
 from streams.sdk import MemlakeClient
 
@@ -132,16 +133,7 @@ def _raw_round(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> float
     from kafka import KafkaProducer
 
     s = settings.kafka
-    producer = KafkaProducer(
-        **s.client_options(),
-        enable_idempotence=True,
-        acks="all",
-        retries=2**31 - 1,
-        max_in_flight_requests_per_connection=5,
-        delivery_timeout_ms=s.delivery_timeout_ms,
-        linger_ms=s.linger_ms,
-        batch_size=256 * 1024,
-    )
+    producer = KafkaProducer(**producer_options(s))
     try:
         producer.send(s.events_topic, key=payloads[0][0], value=payloads[0][1]).get(timeout=60)
         began = time.perf_counter()

@@ -349,8 +349,8 @@ class MemlakeClient:
         return self._producer.send_encoded([self._encode(event) for event in batch])
 
     def send_many(self, events: Iterable[Event], *, chunk: int = 5000) -> list[Delivery]:
-        """Send a long stream of events, confirmed chunk by chunk (an invalid one stops the
-        stream there: the events before it are sent)."""
+        """Send a long stream of events, confirmed chunk by chunk. An invalid one stops the
+        stream there: the chunks before its own are sent, none of its own chunk is."""
         return self._producer.send_encoded((self._encode(event) for event in events), chunk=chunk)
 
     def ingest(self, path: Path | str, *, chunk: int = 5000) -> IngestReport:

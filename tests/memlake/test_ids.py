@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -49,3 +50,20 @@ def test_counter_overflow_moves_to_the_next_millisecond() -> None:
 def test_uuid7_time_refuses_other_versions() -> None:
     with pytest.raises(ValueError, match="version-4"):
         uuid7_time(uuid.uuid4())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_draws_its_own_random_bits() -> None:
+    uuid7()  # the parent now holds unused random bytes that a child would inherit
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one id, back to the parent, and out
+        os.write(write_end, uuid7().bytes)
+        os._exit(0)
+    os.close(write_end)
+    child = os.read(read_end, 16)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    parent = uuid7()
+    assert len(child) == 16
+    assert child[8:] != parent.bytes[8:]  # rand_b: 62 random bits each

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from memlake.errors import WriteNotConfirmedError
 from memlake.events import serialize_event
 from memlake.fold import project
 from memlake.settings import KafkaSettings
+from streams.admin import TopicSpec, ensure_topics
 from streams.producer import EventProducer
 from tests.memlake import builders as b
 from tests.streams.log_helpers import read_all, read_events
@@ -72,3 +74,20 @@ def test_a_duplicate_event_id_sent_on_purpose_is_harmless_downstream(kafka: Kafk
     assert len(state.memories) == 1
     assert state.memories["m1"].indicators.access_count == 1
     assert state.memories["m1"].governance.priority == 0.9
+
+
+def test_a_write_the_broker_refuses_is_a_clear_error_naming_the_event(kafka: KafkaSettings) -> None:
+    # A topic that takes record batches of at most 600 bytes: the broker answers the send
+    # with an error instead of an acknowledgement.
+    small = kafka.model_copy(update={"events_topic": f"{kafka.events_topic}.small"})
+    ensure_topics(small, [TopicSpec(small.events_topic, 1, config={"max.message.bytes": "600"})])
+    fits, too_big = b.created(), b.added("m1", "x" * 600)
+    with EventProducer(small) as producer:
+        (delivery,) = producer.send(fits)
+        assert (delivery.partition, delivery.offset) == (0, 0)
+        with pytest.raises(WriteNotConfirmedError) as raised:
+            producer.send(too_big)
+    assert raised.value.event_id == str(too_big.event_id)
+    assert str(too_big.event_id) in str(raised.value)
+    assert "MessageSizeTooLarge" in str(raised.value)
+    assert [r.value for r in read_all(small)] == [serialize_event(fits)]

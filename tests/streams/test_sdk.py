@@ -93,6 +93,14 @@ def test_an_invalid_call_raises_at_the_caller_and_writes_nothing(settings: Setti
         oversized = [f"tag-{i:06d}-" + "x" * 100 for i in range(10_000)]
         with pytest.raises(InvalidEventError, match="over the limit"):
             client.add_memory("alice", "many tags", tags=oversized)
+        # A lone surrogate is a Python string but not UTF-8: refused, not escaped onto the log,
+        # whether it comes through a call or an event changed after it was validated.
+        with pytest.raises(InvalidEventError, match=r"payload\.content\.text"):
+            client.add_memory("alice", "half an emoji \ud83d")
+        ok = client.build_add_memory("alice", "ok")
+        changed = ok.model_copy(update={"cube_id": "alice\udc00"})
+        with pytest.raises(InvalidEventError, match="cannot be written as UTF-8"):
+            client.send([ok, changed])
     assert end_offsets(settings.kafka, settings.kafka.events_topic) == before
 
 

@@ -1,0 +1,29 @@
+"""The producer's kafka-python options: what every write is promised, and settings that contradict it."""
+
+from __future__ import annotations
+
+import pytest
+
+from memlake.errors import ConfigError
+from memlake.settings import KafkaSettings
+from streams.producer import EventProducer, producer_options
+
+
+def test_every_write_is_idempotent_and_waits_for_all_replicas() -> None:
+    options = producer_options(KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="PLAIN"))
+    assert options["enable_idempotence"] is True
+    assert options["acks"] == "all"
+    # Idempotence needs at most 5 requests in flight and retries left: more would turn it off.
+    assert options["max_in_flight_requests_per_connection"] <= 5
+    assert options["retries"] > 0
+    # Connection and security settings pass through to the client unchanged.
+    assert (options["security_protocol"], options["sasl_mechanism"]) == ("SASL_SSL", "PLAIN")
+
+
+def test_a_delivery_timeout_shorter_than_one_request_is_a_config_error() -> None:
+    settings = KafkaSettings(request_timeout_ms=30_000, linger_ms=5, delivery_timeout_ms=10_000)
+    with pytest.raises(ConfigError, match=r"kafka\.delivery_timeout_ms.*30005 ms"):
+        producer_options(settings)
+    # The same error from the producer, on its first send, before any connection is tried.
+    with EventProducer(settings) as producer, pytest.raises(ConfigError):
+        producer.send_raw(b"k", b"v")
