@@ -10,14 +10,28 @@ from streams.producer import EventProducer, producer_options
 
 
 def test_every_write_is_idempotent_and_waits_for_all_replicas() -> None:
-    options = producer_options(KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="PLAIN"))
+    options = producer_options(
+        KafkaSettings(
+            security_protocol="SASL_SSL",
+            sasl_mechanism="SCRAM-SHA-512",
+            sasl_username="memlake",
+            sasl_password="s3cret",
+            ssl_cafile="/etc/kafka/ca.pem",
+        )
+    )
     assert options["enable_idempotence"] is True
     assert options["acks"] == "all"
     # Idempotence needs at most 5 requests in flight and retries left: more would turn it off.
     assert options["max_in_flight_requests_per_connection"] <= 5
     assert options["retries"] > 0
-    # Connection and security settings pass through to the client unchanged.
-    assert (options["security_protocol"], options["sasl_mechanism"]) == ("SASL_SSL", "PLAIN")
+    # Connection and security settings reach the client under kafka-python's names.
+    assert {k: options[k] for k in ("security_protocol", "sasl_mechanism", "ssl_cafile")} == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "ssl_cafile": "/etc/kafka/ca.pem",
+    }
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == ("memlake", "s3cret")
+    assert "ssl_certfile" not in options  # unset: left to kafka-python's default
 
 
 def test_a_delivery_timeout_shorter_than_one_request_is_a_config_error() -> None:
