@@ -9,7 +9,6 @@ from __future__ import annotations
 
 __all__ = [
     "memory_row",
-    "memory_version_row",
     "memory_from_json",
     "cube_row",
     "cube_from_json",
@@ -65,13 +64,6 @@ def memory_row(memory: Memory, *, buckets: int) -> dict[str, Any]:
         "updated_at": memory.header.updated_at,
         "memory_json": memory.model_dump_json(),
     }
-
-
-def memory_version_row(memory: Memory, event: Event | None, *, buckets: int) -> dict[str, Any]:
-    row = memory_row(memory, buckets=buckets)
-    row["event_id"] = str(event.event_id) if event is not None else None
-    row["event_type"] = event.type if event is not None else None
-    return row
 
 
 def memory_from_json(value: str) -> Memory:

@@ -62,9 +62,9 @@ class _Value(BaseModel):
         about ten times cheaper: the fold makes several per event, always from values that
         are valid already (pydantic's copy goes through `copy.copy` of every part)."""
         cls = type(self)
-        fields = cls.__pydantic_fields__  # not `model_fields`: a slow descriptor on the class
-        if not changes.keys() <= fields.keys():
-            raise ValueError(f"{cls.__name__} has no field {sorted(changes.keys() - fields.keys())}")
+        unknown = [name for name in changes if name not in cls.__pydantic_fields__]
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no field {unknown}")
         new = cls.__new__(cls)
         _set(new, "__dict__", {**self.__dict__, **changes})
         _set(new, "__pydantic_fields_set__", self.__pydantic_fields_set__ | changes.keys())

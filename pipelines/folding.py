@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lake.rows import cube_row, memory_row, memory_version_row
+from lake.rows import cube_row, memory_row
 from lake.schemas import bucket_of
 from lake.state import LoadedState
 from memlake.events import Event, MemoryAccessed, SubjectErased
 from memlake.fold import fold
-from memlake.model import Cube
+from memlake.model import Cube, Memory
 
 EV = "_ev"  # the events-table version a row comes from
 
@@ -97,9 +97,19 @@ def fold_cube(
         logged_of[id(event)].events_version for event, _ in result.applied if isinstance(event, SubjectErased)
     ]
 
+    # A memory's row (its JSON above all) is made once: the newest version of a
+    # memory is also its current state, a row of `memories` and of `memory_versions`.
+    made: dict[int, dict[str, Any]] = {}
+
+    def row_of(memory: Memory) -> dict[str, Any]:
+        row = made.get(id(memory))
+        if row is None:
+            row = made[id(memory)] = memory_row(memory, buckets=buckets)
+        return row
+
     for memory_id, memory in state.memories.items():
         if prior.memories.get(memory_id) != memory:
-            rows.memories.append(memory_row(memory, buckets=buckets))
+            rows.memories.append(row_of(memory))
 
     for memory_id, versions in state.history.items():
         before = loaded.loaded_history.get(memory_id, ())
@@ -110,13 +120,15 @@ def fold_cube(
                 # A past version rewritten in place (erasure): same event, new content.
                 rows.rewrites_history = True
                 event_id, event_type = loaded.loaded_events.get((memory_id, memory.version), (None, None))
-                row = memory_version_row(memory, None, buckets=buckets)
-                row["event_id"], row["event_type"] = event_id, event_type
-                row[EV] = max(erasures)
+                row = {**row_of(memory), "event_id": event_id, "event_type": event_type, EV: max(erasures)}
             else:
                 source = by_version[memory.cube_version]
-                row = memory_version_row(memory, source.event, buckets=buckets)
-                row[EV] = source.events_version
+                row = {
+                    **row_of(memory),
+                    "event_id": str(source.event.event_id),
+                    "event_type": source.event.type,
+                    EV: source.events_version,
+                }
             rows.memory_versions.append(row)
 
     if state.cube is not None and state.cube != prior.cube:
