@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.locomo.answers import LocalAnswerer
-from benchmarks.locomo.baselines import Bm25Retriever, DenseRetriever, load_minilm
+from benchmarks.locomo.baselines import Bm25Retriever, DenseRetriever, SharedDocumentVectors, load_minilm
 from benchmarks.locomo.dataset import first_sessions, load_locomo
 from benchmarks.locomo.harness import PROFILES, run_locomo
 from benchmarks.locomo.judge import ChatEndpoint, OpenAIChatEndpoint
@@ -58,6 +58,8 @@ def evaluate(
     *, profile: str, data: Path, settings: Settings, out_dir: Path, settings_profile: Path | None = None
 ) -> dict[str, Any]:
     """Run the LoCoMo harness with these settings (the broker they name must be reachable or local)."""
+    from serving.embeddings import PACKAGED_MINILM
+    from serving.service import build_embedder
     from training.base_model import load_base_model
 
     if profile not in PROFILES:
@@ -73,14 +75,18 @@ def evaluate(
         settings = apply_overrides(settings, load_overrides(settings_profile))
     state = out_dir / "state"
     with isolated_settings(settings, state) as run_settings:
-        memlake = MemlakeSystem(run_settings)
+        embedder = SharedDocumentVectors(build_embedder(run_settings))
+        memlake = MemlakeSystem(run_settings, embedder=embedder)
+        # The dense baseline is all-MiniLM-L6-v2: when memlake embeds with it too, the baseline
+        # reuses the vectors of the same texts instead of encoding every turn again.
+        shared = run_settings.models.embedder == PACKAGED_MINILM
         variants = []
         if plain_policy != run_settings.serving.scheduler_policy:
             variants.append(
                 MemlakeView(memlake, name=f"memlake ({plain_policy} scheduler)", policy=plain_policy)
             )
         try:
-            encoder = load_minilm()
+            encoder = embedder if shared else load_minilm(threads=run_settings.models.embed_threads)
             baselines = [
                 TurnRetrieverSystem("bm25", Bm25Retriever),
                 TurnRetrieverSystem("dense", lambda turns: DenseRetriever(turns, encoder)),
@@ -95,6 +101,8 @@ def evaluate(
                     max_new_tokens=chosen.max_new_tokens,
                 )
             note = f"; settings profile `{settings_profile.name}`" if settings_profile else ""
+            if shared:
+                note += "; the dense baseline reuses memlake's document vectors (same model, same texts)"
             result = run_locomo(
                 conversations,
                 profile=chosen,
@@ -111,6 +119,7 @@ def evaluate(
         finally:
             memlake.close()
     shutil.rmtree(state, ignore_errors=True)
+    result["dense_vectors_reused"] = embedder.reused if shared else 0
     result["settings"] = {
         "profile_file": str(settings_profile) if settings_profile else None,
         "serving": run_settings.serving.model_dump(

@@ -19,7 +19,7 @@ __all__ = ["MemlakeSystem", "MemlakeView", "cube_id_of", "turn_events"]
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.locomo.dataset import Conversation, Turn
 from benchmarks.locomo.systems import Retrieved
@@ -27,6 +27,9 @@ from memlake.errors import InfrastructureError
 from memlake.events import CubeCreated, Event, MemoryAdded, new_event
 from memlake.model import Actor, Source
 from memlake.settings import Settings
+
+if TYPE_CHECKING:
+    from serving.embeddings import Embedder
 
 _PRODUCT = "locomo"
 # The token budget used to read the scheduler's whole ranking (every candidate fits).
@@ -112,9 +115,11 @@ class MemlakeSystem:
         actor: str = "service:locomo-bench",
         name: str = "memlake",
         policy: str | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self.name = name
         self._settings = settings
+        self._embedder = embedder  # None: the one the settings describe
         self._actor = Actor.parse(actor)
         self._policy = policy  # None: the scheduler policy of the settings
         self._components: Any = None
@@ -144,7 +149,7 @@ class MemlakeSystem:
                 f"(dead letters: {progress.dead_letters}); see {self._settings.kafka.dlq_topic}"
             )
         t0 = time.perf_counter()
-        self._components = build_components(self._settings, embedded_pipeline=False)
+        self._components = build_components(self._settings, embedder=self._embedder, embedded_pipeline=False)
         # The snapshot is pinned once everything is materialised: no follow thread during the queries.
         self._components.keeper.start(follow=False)
         stages["snapshot + embed + Milvus index"] = time.perf_counter() - t0
