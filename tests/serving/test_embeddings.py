@@ -46,3 +46,18 @@ def test_a_wrong_dimension_or_folder_is_a_config_error(tmp_path: object) -> None
         SentenceTransformerEmbedder(dim=768).load()
     with pytest.raises(ConfigError, match="not a model folder"):
         resolve_model_folder("/nonexistent/model")
+
+
+def test_concurrent_queries_get_the_vectors_they_would_get_alone(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    queries = [
+        f"what did Ada say about {topic} (#{i})"
+        for i, topic in enumerate(["tea", "bikes", "the tax form"] * 4)
+    ]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        together = list(pool.map(embedder.embed_query, queries))
+    for query, vector in zip(queries, together, strict=True):
+        assert np.allclose(vector, embedder.embed([query])[0], atol=1e-5)
