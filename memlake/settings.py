@@ -412,6 +412,17 @@ class TrainingSettings(_Section):
     max_loaded_adapters: Annotated[int, Field(ge=1)] = Field(
         16, description="Adapters kept loaded in one serving process (least recently used dropped)."
     )
+    serve_kv_caches: bool = Field(
+        True,
+        description="Local generator: continue a cube's stored KV cache when it is fresh "
+        "(same base model, every encoded memory unchanged) instead of recomputing that prefix.",
+    )
+    serve_adapters: bool = Field(
+        True, description="Local generator: answer with the first cube's champion LoRA adapter, if any."
+    )
+    kv_cache_max_mib: Annotated[int, Field(ge=1)] = Field(
+        2048, description="KV caches kept loaded in one serving process (least recently used dropped)."
+    )
 
 
 class GovernanceSettings(_Section):

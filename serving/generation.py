@@ -16,14 +16,19 @@ __all__ = [
     "LoadedModel",
     "TransformersGenerator",
     "OpenAIGenerator",
+    "ParametricGenerator",
+    "AnswerStream",
 ]
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from memlake.errors import GenerationError
+from memlake.errors import GenerationError, InfrastructureError
+from serving.parametric import ActivationChoice, ParametricRequest, ParametricUse, Shelves, StoredPrefix
 
 Role = Literal["system", "user", "assistant"]
 
@@ -41,6 +46,7 @@ class Completion:
     completion_tokens: int
     finish_reason: Literal["stop", "length"]
     model: str
+    parametric: ParametricUse | None = None  # the local generator's adapter and KV-cache use
 
 
 @runtime_checkable
@@ -77,13 +83,74 @@ class LoadedModel(Protocol):
     def eos_token_ids(self) -> list[int]: ...
 
 
-class TransformersGenerator:
-    """A local causal LM with transformers' `generate`, greedy unless a temperature is given."""
+@runtime_checkable
+class ParametricGenerator(Generator, Protocol):
+    """A generator that continues a cube's cached prefix and answers with the cube's adapter."""
 
-    def __init__(self, load: Callable[[], LoadedModel], *, name: str = "local") -> None:
+    def prefix_cache(self, choice: ActivationChoice) -> tuple[StoredPrefix | None, str | None]:
+        """The cube's loaded KV cache if this request may continue it, else (None, why not)."""
+        ...
+
+    def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        parametric: ParametricRequest | None = None,
+    ) -> Completion: ...
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        parametric: ParametricRequest | None = None,
+    ) -> AnswerStream: ...
+
+
+class AnswerStream(Iterator[str]):
+    """Text pieces of an answer; once exhausted, `parametric` says what answered."""
+
+    def __init__(self) -> None:
+        self.parametric: ParametricUse | None = None
+        self._pieces: Iterator[str] = iter(())
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+
+# Marks where a cached prefix ends inside the system turn: the chat template is rendered with
+# it, and only the text after it is tokenized, so the ids continue the cache's own prefix ids.
+_SPLIT = "\u2063memlake-prefix\u2063"
+
+
+@dataclass(frozen=True, slots=True)
+class _Prompt:
+    ids: Any  # a (1, n) LongTensor
+    request: ParametricRequest
+
+
+class TransformersGenerator:
+    """A local causal LM with transformers' `generate`, greedy unless a temperature is given.
+
+    `shelves` (optional) is called once with the loaded model and gives the
+    KV caches and adapters served with it (`serving.parametric`).
+    """
+
+    def __init__(
+        self,
+        load: Callable[[], LoadedModel],
+        *,
+        name: str = "local",
+        shelves: Callable[[Any], Shelves] | None = None,  # called with what `load` returned
+    ) -> None:
         self._load = load
         self._name = name
+        self._make_shelves = shelves
         self._loaded: LoadedModel | None = None
+        self._shelves = Shelves()
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
 
@@ -94,19 +161,56 @@ class TransformersGenerator:
     def loaded(self) -> LoadedModel:
         with self._load_lock:
             if self._loaded is None:
-                self._loaded = self._load()
+                loaded = self._load()
+                if self._make_shelves is not None:
+                    self._shelves = self._make_shelves(loaded)
+                self._loaded = loaded
             return self._loaded
+
+    def shelves(self) -> Shelves:
+        self.loaded()
+        return self._shelves
 
     def count_tokens(self, text: str) -> int:
         return len(self.loaded().tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _inputs(self, messages: Sequence[ChatMessage]) -> Any:
-        tokenizer = self.loaded().tokenizer
-        chat = [{"role": m.role, "content": m.content} for m in messages]
-        encoded = tokenizer.apply_chat_template(
-            chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-        return encoded
+    def prefix_cache(self, choice: ActivationChoice) -> tuple[StoredPrefix | None, str | None]:
+        kv = self.shelves().kv
+        if kv is None:
+            return None, "KV caches are not served"
+        if choice.memory is None:
+            return None, choice.reason
+        if not getattr(self.loaded().tokenizer, "chat_template", None):
+            return None, "the model has no chat template to continue a cached prefix with"
+        cache, reason = kv.get(choice.memory, choice.live)
+        return cache, reason
+
+    def _chat(self, messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+        return [{"role": m.role, "content": m.content} for m in messages]
+
+    def _prompt(self, messages: Sequence[ChatMessage], request: ParametricRequest) -> _Prompt:
+        import torch
+
+        loaded = self.loaded()
+        tokenizer = loaded.tokenizer
+        prefix = request.prefix
+        if prefix is None:
+            ids = tokenizer.apply_chat_template(
+                self._chat(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )["input_ids"]
+            return _Prompt(ids.to(loaded.model.device), request)
+        # The cache holds the system turn's start; the conversation continues it from the split.
+        if not messages or messages[0].role != "system":
+            raise GenerationError(self._name, "a prompt continuing a cached prefix starts with a system turn")
+        chat = self._chat(messages)
+        chat[0]["content"] = _SPLIT + chat[0]["content"]
+        text: str = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        _, found, tail = text.partition(_SPLIT)
+        if not found:
+            raise GenerationError(self._name, "the chat template dropped the system turn")
+        suffix = tokenizer(tail, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([[*prefix.prefix_ids, *suffix]], dtype=torch.long, device=loaded.model.device)
+        return _Prompt(ids, request)
 
     def _options(self, max_new_tokens: int, temperature: float) -> dict[str, Any]:
         loaded = self.loaded()
@@ -121,19 +225,59 @@ class TransformersGenerator:
             options.update(do_sample=False)
         return options
 
+    @contextmanager
+    def _answering(self, prompt: _Prompt) -> Iterator[tuple[Any, dict[str, Any], ParametricUse]]:
+        """Inside: (the model to run, its extra `generate` arguments, what answers)."""
+        import torch
+
+        loaded = self.loaded()
+        adapters = self._shelves.adapters
+        with contextlib.ExitStack() as scope:
+            model, adapter, adapter_reason = loaded.model, None, "adapters are not served"
+            request = prompt.request
+            if adapters is not None and request.cube_id is not None:
+                try:
+                    info = scope.enter_context(adapters.use(request.cube_id))
+                except InfrastructureError as e:  # the registry is down: answer with the base model, say so
+                    adapter_reason = f"the adapter registry is unavailable: {e}"
+                else:
+                    adapter, adapter_reason = info.model_uri, info.reason
+                    if info.used:
+                        model = adapters.model
+            extra: dict[str, Any] = {"attention_mask": torch.ones_like(prompt.ids)}
+            kv_uri, reused, kv_reason = None, 0, None
+            if request.prefix is None:
+                kv_reason = request.no_prefix_reason or "no cached prefix for this request"
+            elif adapter is not None:
+                kv_reason = "an adapter answered: the base model's cached keys and values do not apply"
+            elif not request.reuse_prefix:
+                kv_reason = "reuse was turned off for this request: the cached prefix was recomputed"
+            else:
+                extra["past_key_values"] = request.prefix.new_cache(loaded.model.config)
+                kv_uri, reused = request.prefix.uri, len(request.prefix.prefix_ids)
+            yield (
+                model,
+                extra,
+                ParametricUse(adapter, None if adapter else adapter_reason, kv_uri, reused, kv_reason),
+            )
+
     def generate(
-        self, messages: Sequence[ChatMessage], *, max_new_tokens: int, temperature: float = 0.0
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        parametric: ParametricRequest | None = None,
     ) -> Completion:
         import torch
 
         loaded = self.loaded()
-        inputs = self._inputs(messages)
-        prompt_len = int(inputs["input_ids"].shape[1])
-        with self._run_lock, torch.inference_mode():
+        prompt = self._prompt(messages, parametric or ParametricRequest())
+        ids = prompt.ids
+        prompt_len = int(ids.shape[1])
+        with self._run_lock, torch.inference_mode(), self._answering(prompt) as (model, extra, used):
             try:
-                out = loaded.model.generate(
-                    **inputs.to(loaded.model.device), **self._options(max_new_tokens, temperature)
-                )
+                out = model.generate(input_ids=ids, **extra, **self._options(max_new_tokens, temperature))
             except (RuntimeError, ValueError) as e:
                 raise GenerationError(self._name, str(e)) from e
         new = out[0, prompt_len:]
@@ -146,25 +290,42 @@ class TransformersGenerator:
             completion_tokens=len(new),
             finish_reason="stop" if finished or len(new) < max_new_tokens else "length",
             model=self._name,
+            parametric=used,
         )
 
     def stream(
-        self, messages: Sequence[ChatMessage], *, max_new_tokens: int, temperature: float = 0.0
-    ) -> Iterator[str]:
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        parametric: ParametricRequest | None = None,
+    ) -> AnswerStream:
+        answer = AnswerStream()
+        prompt = self._prompt(messages, parametric or ParametricRequest())
+        options = self._options(max_new_tokens, temperature)
+        answer._pieces = self._stream(answer, prompt, options)
+        return answer
+
+    def _stream(self, answer: AnswerStream, prompt: _Prompt, options: dict[str, Any]) -> Iterator[str]:
         import torch
         from transformers import TextIteratorStreamer
 
         loaded = self.loaded()
-        inputs = self._inputs(messages).to(loaded.model.device)
         streamer: Any = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
         failure: list[BaseException] = []
+        used: list[ParametricUse] = []
 
         def run() -> None:
-            with self._run_lock, torch.inference_mode():
+            # The adapter is switched on inside this thread: the shelf's lock is held where it is used.
+            with (
+                self._run_lock,
+                torch.inference_mode(),
+                self._answering(prompt) as (model, extra, info),
+            ):
+                used.append(info)
                 try:
-                    loaded.model.generate(
-                        **inputs, **self._options(max_new_tokens, temperature), streamer=streamer
-                    )
+                    model.generate(input_ids=prompt.ids, **extra, **options, streamer=streamer)
                 except (RuntimeError, ValueError) as e:
                     failure.append(e)
                     streamer.end()
@@ -175,6 +336,7 @@ class TransformersGenerator:
         worker.join()
         if failure:
             raise GenerationError(self._name, str(failure[0])) from failure[0]
+        answer.parametric = used[0] if used else None
 
 
 class OpenAIGenerator:

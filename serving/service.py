@@ -15,6 +15,7 @@ __all__ = [
     "KafkaOffsetProbe",
     "build_components",
     "build_generator",
+    "build_shelves",
     "build_embedder",
     "serve",
 ]
@@ -23,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow.compute as pc
 
@@ -55,6 +56,7 @@ from serving.history import (
 )
 from serving.keeper import SnapshotKeeper
 from serving.milvus import open_vector_index
+from serving.parametric import Shelves
 from serving.retrieval import HybridRetriever
 from serving.scheduler import MemScheduler, SchedulerPolicy, SchedulerWeights
 from serving.snapshot import ChangeSet, LakeCut
@@ -62,6 +64,9 @@ from serving.writes import Commands
 from streams.producer import EventProducer
 from streams.reader import end_offsets
 from streams.sealing import LocalKeyStore, Sealer
+
+if TYPE_CHECKING:
+    from training.base_model import BaseLLM
 
 _STATE = ("memories", "cubes")
 _UPSERTED = ("insert", "update_postimage")
@@ -287,7 +292,25 @@ def build_generator(settings: Settings) -> Generator:
         )
     from training.base_model import load_base_model
 
-    return TransformersGenerator(lambda: load_base_model(m), name=m.base_llm)
+    return TransformersGenerator(
+        lambda: load_base_model(m), name=m.base_llm, shelves=lambda base: build_shelves(settings, base)
+    )
+
+
+def build_shelves(settings: Settings, base: BaseLLM) -> Shelves:
+    """The KV caches and champion adapters the local generator serves with `base` (settings.training)."""
+    from training.artifacts import FileSystemArtifactStore
+    from training.kv_registry import PrefixCacheRegistry
+    from training.registry import AdapterRegistry
+    from training.tracking import MlflowTracker
+
+    t = settings.training
+    kv = None
+    if t.serve_kv_caches:
+        store = FileSystemArtifactStore(t.artifacts_root)
+        kv = PrefixCacheRegistry(base, store, max_bytes=t.kv_cache_max_mib * 2**20)
+    adapters = AdapterRegistry(base, MlflowTracker(t)) if t.serve_adapters else None
+    return Shelves(kv=kv, adapters=adapters)
 
 
 def _pipeline_step(settings: Settings) -> Callable[[], object]:

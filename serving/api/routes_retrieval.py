@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from memlake.errors import GenerationError, LimitExceededError
@@ -19,6 +19,7 @@ from serving.api.routes_cubes import ERRORS
 from serving.api.schemas import (
     ChatIn,
     ChatOut,
+    ParametricOut,
     SearchFilters,
     SearchHitOut,
     SearchIn,
@@ -26,10 +27,11 @@ from serving.api.schemas import (
     UsedMemoryOut,
     memory_out,
 )
-from serving.chat import ChatPlan
+from serving.chat import ChatPlan, streamed_use
 from serving.components import Components
 from serving.filters import MemoryFilter
 from serving.generation import ChatMessage
+from serving.parametric import ParametricUse
 from serving.scheduler import SchedulerPolicy
 
 router = APIRouter(prefix="/v1", tags=["retrieval"], responses=ERRORS)
@@ -176,7 +178,7 @@ def _sse(event: str, data: object) -> str:
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 def chat(
-    body: ChatIn, components: ComponentsDep, caller: CallerDep, rid: RequestIdDep
+    body: ChatIn, components: ComponentsDep, caller: CallerDep, rid: RequestIdDep, response: Response
 ) -> ChatOut | StreamingResponse:
     tokens = max_new_tokens(components, body.max_new_tokens)
     messages = [ChatMessage(m.role, m.content) for m in body.messages]
@@ -206,21 +208,26 @@ def chat(
                     "memories_used": [u.model_dump(mode="json") for u in used],
                 },
             )
+            pieces = components.chat.stream(plan, max_new_tokens=tokens, temperature=body.temperature)
             try:
-                for piece in components.chat.stream(
-                    plan, max_new_tokens=tokens, temperature=body.temperature
-                ):
+                for piece in pieces:
                     yield _sse("token", {"text": piece})
             except GenerationError as e:
                 yield _sse("error", {"type": "generation_failed", "message": str(e)})
                 return
             yield _sse(
                 "done",
-                {"snapshot_version": plan.snapshot_version, "model": components.chat.generator.model_name},
+                {
+                    "snapshot_version": plan.snapshot_version,
+                    "model": components.chat.generator.model_name,
+                    "parametric": ParametricUse.describe(streamed_use(pieces)),
+                },
             )
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"X-Request-Id": rid})
     completion = components.chat.answer(plan, max_new_tokens=tokens, temperature=body.temperature)
+    parametric = ParametricUse.describe(completion.parametric)
+    response.headers["X-Memlake-Adapter"] = parametric["adapter"] or "none"
     return ChatOut(
         answer=completion.text,
         memories_used=used,
@@ -229,4 +236,5 @@ def chat(
         finish_reason=completion.finish_reason,
         usage={"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens},
         timings_ms=plan.timings_ms,
+        parametric=ParametricOut.model_validate(parametric),
     )

@@ -37,6 +37,7 @@ __all__ = [
     "ChatIn",
     "UsedMemoryOut",
     "ChatOut",
+    "ParametricOut",
     "HealthOut",
     "memory_out",
     "cube_out",
@@ -377,6 +378,16 @@ class UsedMemoryOut(_Out):
     tokens: int
 
 
+class ParametricOut(_Out):
+    """Which LoRA adapter answered and whether a cached KV prefix was reused (docs/training.md)."""
+
+    adapter: str | None = Field(description="models:/<name>/<version> of the adapter; null: none")
+    adapter_reason: str | None = Field(description="Why no adapter answered.")
+    kv_cache: str | None = Field(description="Artifact URI of the KV cache whose prefix was reused.")
+    kv_reused_tokens: int = Field(description="Prompt tokens read from the KV cache, not computed.")
+    kv_reason: str | None = Field(description="Why no cached prefix was reused.")
+
+
 class ChatOut(_Out):
     answer: str
     memories_used: list[UsedMemoryOut]
@@ -385,6 +396,7 @@ class ChatOut(_Out):
     finish_reason: Literal["stop", "length"]
     usage: dict[str, int]
     timings_ms: dict[str, float]
+    parametric: ParametricOut
 
 
 class HealthOut(_Out):
