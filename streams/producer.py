@@ -110,6 +110,9 @@ class EventProducer:
         dozen objects each that the cyclic garbage collector scans again and again)
         made the collector cost the SDK as much as validating them.
         """
+        if chunk < 1:
+            # islice(items, 0) is empty: the stream would end at once, nothing sent, no error.
+            raise ValueError(f"chunk must be at least 1, not {chunk}")
         deliveries: list[Delivery] = []
         iterator = iter(items)
         while batch := [

@@ -1,4 +1,4 @@
-"""The producer's kafka-python options: what every write is promised, and settings that contradict it."""
+"""The producer's kafka-python options and arguments: what every write is promised, what is refused."""
 
 from __future__ import annotations
 
@@ -41,3 +41,10 @@ def test_a_delivery_timeout_shorter_than_one_request_is_a_config_error() -> None
     # The same error from the producer, on its first send, before any connection is tried.
     with EventProducer(settings) as producer, pytest.raises(ConfigError):
         producer.send_raw(b"k", b"v")
+
+
+def test_a_chunk_below_one_is_refused_before_anything_is_sent() -> None:
+    # Refused before the producer connects: no broker is needed to see it.
+    producer = EventProducer(KafkaSettings(bootstrap="127.0.0.1:1"))
+    with producer, pytest.raises(ValueError, match="chunk must be at least 1, not 0"):
+        producer.send_many([], chunk=0)
