@@ -26,9 +26,11 @@ __all__ = [
     "most_recent_within",
     "LocalAnswerer",
     "NOT_MENTIONED",
+    "first_answer_line",
 ]
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +47,9 @@ _QA = (
     "Based on the above context, write an answer in the form of a short phrase for the following "
     "question. Answer with exact words from the context whenever possible.\n\nQuestion: {q} Short answer:"
 )
+# A line that is only a speaker label ("Caroline:"): a small model copying the transcript's layout
+# writes one and puts what it says on the next line.
+_LABEL_ONLY = re.compile(r"[^\W\d][\w .'-]{0,40}:")
 _QA_ADVERSARIAL = "Based on the above context, answer the following question.\n\nQuestion: {q} Short answer:"
 
 
@@ -200,5 +205,10 @@ class LocalAnswerer:
                     break
                 generated.append(token)
                 ids = torch.tensor([[token]], dtype=torch.long, device=self._model.device)
-        text = self._tokenizer.decode(generated, skip_special_tokens=True)
-        return str(text).strip().split("\n")[0].strip()
+        return first_answer_line(str(self._tokenizer.decode(generated, skip_special_tokens=True)))
+
+
+def first_answer_line(text: str) -> str:
+    """The answer in a generation: its first line that says something, a bare speaker label skipped."""
+    lines = [line.strip() for line in text.strip().split("\n")]
+    return next((line for line in lines if line and not _LABEL_ONLY.fullmatch(line)), "")

@@ -68,10 +68,10 @@ PROFILES: dict[str, LocomoProfile] = {
     ),
     # `make bench`: every question of every conversation for retrieval (memlake's lead over BM25 on
     # the development split holds on all of them, not on every conversation alone: a sample would
-    # measure noise); answers for three questions per category of one conversation, and a 2k-token
+    # measure noise); answers for two questions per category of one conversation, and a 2k-token
     # window for the recent-turns baseline (its context is the costliest read of the run; `full`
     # gives it the model's whole window).
-    "quick": LocomoProfile("quick", None, None, 1, 3, recent_window_tokens=2048),
+    "quick": LocomoProfile("quick", None, None, 1, 2, recent_window_tokens=2048),
     "full": LocomoProfile("full", None, None, None, None, judge_runs=3),
 }
 

@@ -7,6 +7,7 @@ from benchmarks.locomo.answers import (
     ContextItem,
     LocalAnswerer,
     build_prompt,
+    first_answer_line,
     most_recent_within,
     question_text,
     render_context,
@@ -87,3 +88,11 @@ def test_cached_prefix_gives_the_same_answer_as_the_whole_prompt(tmp_path: objec
         whole = answerer.answer(parts)
         assert whole
         assert answerer.answer(parts, cache=cache) == whole
+
+
+def test_the_answer_is_the_first_line_that_says_something() -> None:
+    assert first_answer_line("Caroline:\nOn 7 May 2023\nMelanie: nice") == "On 7 May 2023"
+    assert first_answer_line("  7 May 2023  \nmore") == "7 May 2023"
+    assert first_answer_line("Caroline: I went there") == "Caroline: I went there"  # a label with words stays
+    assert first_answer_line("Melanie:") == ""
+    assert first_answer_line("2023:") == "2023:"  # a number is not a speaker
