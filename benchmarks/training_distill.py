@@ -14,6 +14,7 @@ runs one intra-op thread (see training_kv_cache for why).
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 import resource
@@ -94,21 +95,8 @@ def _distil(size: int, plan: dict[str, Any], out_dir: str, queue: Any) -> None:
     )
 
 
-def run(profile: str, out_dir: Path) -> dict[str, Any]:
-    plan = _PROFILES[profile]
-    context = multiprocessing.get_context("spawn")
-    rows = []
-    load_before = load_average()
-    for size in plan["sizes"]:
-        queue = context.Queue()
-        child = context.Process(target=_distil, args=(size, plan, str(out_dir), queue))
-        child.start()
-        row = queue.get()
-        child.join()
-        if child.exitcode != 0:
-            raise RuntimeError(f"distilling {size} memories failed with exit code {child.exitcode}")
-        rows.append(row)
-    table = "\n".join(
+def _table(rows: list[dict[str, Any]]) -> str:
+    return "\n".join(
         [
             "| memories | steps | wall (s) | train (s) | eval (s) | peak RSS (MiB) "
             "| recall NLL base → adapter | answer F1 base → adapter | control ppl Δ | gate |",
@@ -122,7 +110,26 @@ def run(profile: str, out_dir: Path) -> dict[str, Any]:
             ),
         ]
     )
-    (out_dir / "distill.md").write_text(table + "\n")
+
+
+def run(profile: str, out_dir: Path) -> dict[str, Any]:
+    plan = _PROFILES[profile]
+    context = multiprocessing.get_context("spawn")
+    rows: list[dict[str, Any]] = []
+    load_before = load_average()
+    for size in plan["sizes"]:
+        queue = context.Queue()
+        child = context.Process(target=_distil, args=(size, plan, str(out_dir), queue))
+        child.start()
+        row = queue.get()
+        child.join()
+        if child.exitcode != 0:
+            raise RuntimeError(f"distilling {size} memories failed with exit code {child.exitcode}")
+        rows.append({**row, "load_average_after": load_average()})
+        # Written after every size: a long run stopped before its last size keeps what it measured.
+        (out_dir / "distill.md").write_text(_table(rows) + "\n")
+        (out_dir / "rows.json").write_text(json.dumps(rows, indent=2) + "\n")
+    table = _table(rows)
     last = rows[-1]
     return {
         "summary": (
