@@ -55,6 +55,9 @@ def producer_options(settings: KafkaSettings) -> dict[str, Any]:
         "linger_ms": settings.linger_ms,
         "batch_size": 256 * 1024,
         "compression_type": None,
+        # kafka-python waits 30 s for a first broker whatever the request timeout says:
+        # a wrong bootstrap address is reported after one request timeout instead.
+        "bootstrap_timeout_ms": settings.request_timeout_ms,
     }
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 
-from memlake.errors import ConfigError
+from memlake.errors import BrokerUnavailableError, ConfigError
 from memlake.settings import KafkaSettings
 from streams.producer import EventProducer, producer_options
+from tests.memlake import builders as b
 
 
 def test_every_write_is_idempotent_and_waits_for_all_replicas() -> None:
@@ -48,3 +52,15 @@ def test_a_chunk_below_one_is_refused_before_anything_is_sent() -> None:
     producer = EventProducer(KafkaSettings(bootstrap="127.0.0.1:1"))
     with producer, pytest.raises(ValueError, match="chunk must be at least 1, not 0"):
         producer.send_many([], chunk=0)
+
+
+def test_an_unreachable_broker_is_a_clear_error_after_one_request_timeout() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = KafkaSettings(bootstrap=f"127.0.0.1:{port}", request_timeout_ms=1000, delivery_timeout_ms=2000)
+    began = time.monotonic()
+    producer = EventProducer(settings)
+    with producer, pytest.raises(BrokerUnavailableError, match=f"127.0.0.1:{port}"):
+        producer.send(b.created())
+    assert time.monotonic() - began < 15  # not kafka-python's own 30 s
