@@ -236,7 +236,7 @@ _UPDATED_AT = frozenset({"updated_at"})
 
 def _equal_except(a: BaseModel, b: BaseModel, skip: frozenset[str]) -> bool:
     da, db = a.__dict__, b.__dict__
-    return all(value == db[name] for name, value in da.items() if name not in skip)
+    return all(value is db[name] or value == db[name] for name, value in da.items() if name not in skip)
 
 
 def _same_but_bookkeeping(a: Memory, b: Memory) -> bool:

@@ -68,7 +68,8 @@ class CubeRows:
 def _same_cube(a: Cube, b: Cube) -> bool:
     """Equal but for the version number: nothing about the cube itself changed."""
     da, db = a.__dict__, b.__dict__
-    return all(value == db[name] for name, value in da.items() if name != "version")
+    # Mostly the very same objects (a memory event only bumps the version): `is` first.
+    return all(value is db[name] or value == db[name] for name, value in da.items() if name != "version")
 
 
 def fold_cube(

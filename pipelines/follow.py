@@ -31,7 +31,7 @@ from lake.schemas import DERIVED_TABLES
 from lake.tables import Lake
 from memlake.errors import LakeError
 from memlake.settings import Settings
-from pipelines.land import Land
+from pipelines.land import Land, plan_land
 from pipelines.materialize import Materialize
 from pipelines.options import metric, pipeline_options
 from pipelines.prepared import PreparedPipeline
@@ -83,6 +83,13 @@ def _watermark(result: Any) -> int | None:
     return max(found) if found else None
 
 
+def _has_work(settings: Settings, lake: Lake) -> bool:
+    """Whether the topic has records not landed yet, or `events` versions not materialized."""
+    if plan_land(settings, lake):
+        return True
+    return min(lake.watermarks(DERIVED_TABLES).values()) < lake.version("events")
+
+
 def run_jobs(
     settings: Settings,
     *,
@@ -102,6 +109,13 @@ def run_jobs(
         pipeline_options(settings.pipelines, beam_args),
     )
     while not stop.is_set():
+        if not _has_work(settings, lake):
+            # Checked before running the graph: an idle follower would otherwise pay a
+            # whole batch's fixed cost (a second of CPU) every `follow_interval_s`.
+            if not follow:
+                break
+            stop.wait(settings.pipelines.follow_interval_s)
+            continue
         result = batch.run()
         planned = metric(result, _LAND, "planned_records") > 0
         watermark = _watermark(result)
