@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from infra.broker import LocalBroker
-from memlake.errors import BrokerError, WriteNotConfirmedError
+from memlake.errors import BrokerError, BrokerUnavailableError, WriteNotConfirmedError
 from memlake.events import Event, parse_event
 from memlake.settings import BrokerSettings, KafkaSettings
 from streams.admin import ensure_topics
@@ -215,8 +215,10 @@ def test_sigkill_mid_stream_keeps_every_acknowledged_event_exactly_once(private_
                 attempted.extend(str(e.event_id) for e in batch)
                 try:
                     acknowledged.extend(d.event_id for d in producer.send(batch))
-                except WriteNotConfirmedError as e:
-                    # What an application does: note it, make a new producer, go on.
+                except (WriteNotConfirmedError, BrokerUnavailableError) as e:
+                    # What an application does: note it, make a new producer, go on. A new
+                    # producer made while the broker is down fails to bootstrap after one
+                    # request timeout (BrokerUnavailableError) and is replaced the same way.
                     failures.append(str(e))
                     producer.close()
                     producer = EventProducer(kafka)
