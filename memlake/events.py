@@ -419,10 +419,11 @@ def parse_event(raw: bytes | str) -> Event:
 def _current_schema_event(data: bytes) -> Event | None:
     """The event, when the bytes are a valid event of the current schema; else None.
 
-    pydantic decodes and validates in one pass (no Python dict in between), about
-    twice as fast as `json.loads` + validation; every landed event is parsed this
-    way, twice. Anything else (older schemas to upcast, a missing `schema`, which
-    means v1, invalid input) takes the general path, which reports the problems.
+    pydantic decodes and validates in one pass (no Python dict in between): about
+    21 µs per workload event against 31 µs for `json.loads` + validation, measured
+    here; every landed event is parsed twice (land, materialize). Anything else
+    (older schemas to upcast, a missing `schema`, which means v1, invalid input)
+    takes the general path, which reports the problems.
     """
     try:
         event = _EVENT_ADAPTER.validate_json(data)

@@ -242,7 +242,7 @@ def _equal_except(a: BaseModel, b: BaseModel, skip: frozenset[str]) -> bool:
 def _same_but_bookkeeping(a: Memory, b: Memory) -> bool:
     """Equal but for indicators, cube version and `updated_at`: a rollback leaves such a memory be.
 
-    Field by field on the values (a `model_dump` of both costs ~100x more, and a
+    Field by field on the values (4 µs here; two `model_dump`s of each cost 17 µs, and a
     rollback compares every memory of the cube)."""
     return _equal_except(a, b, _BOOKKEEPING) and _equal_except(a.header, b.header, _UPDATED_AT)
 

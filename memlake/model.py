@@ -58,9 +58,9 @@ class _Value(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
 
     def evolve(self, **changes: Any) -> Self:
-        """A copy with `changes`, equal to `model_copy(update=changes)` but unvalidated and
-        about ten times cheaper: the fold makes several per event, always from values that
-        are valid already (pydantic's copy goes through `copy.copy` of every part)."""
+        """A copy with `changes`, equal to `model_copy(update=changes)` (neither validates):
+        the fold makes several per event from values that are valid already. It skips
+        `copy.copy` of each part, which saves only ~15% per copy (4.8 vs 5.7 µs here)."""
         cls = type(self)
         unknown = [name for name in changes if name not in cls.__pydantic_fields__]
         if unknown:
