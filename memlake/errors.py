@@ -27,6 +27,7 @@ __all__ = [
     "InfrastructureError",
     "BrokerError",
     "BrokerUnavailableError",
+    "TopicsNotReadyError",
     "WriteNotConfirmedError",
     "LakeError",
     "TimeTravelError",
@@ -224,6 +225,21 @@ class BrokerUnavailableError(InfrastructureError):
         self.bootstrap = bootstrap
         self.problem = problem
         super().__init__(f"Kafka at {bootstrap} is unavailable: {problem}")
+
+
+class TopicsNotReadyError(InfrastructureError):
+    """Topics were created but never showed every partition with a leader in the broker's metadata.
+
+    `pending` says, per topic, what was still missing when the wait ended.
+    """
+
+    def __init__(self, bootstrap: str, pending: dict[str, str], *, waited_s: float) -> None:
+        self.bootstrap = bootstrap
+        self.pending = dict(pending)
+        self.topics = tuple(sorted(pending))
+        self.waited_s = waited_s
+        detail = "; ".join(f"{name}: {why}" for name, why in sorted(pending.items()))
+        super().__init__(f"topics at {bootstrap} not ready after {waited_s:.1f} s: {detail}")
 
 
 class WriteNotConfirmedError(InfrastructureError):

@@ -52,18 +52,28 @@ def broker(broker_settings: BrokerSettings) -> Iterator[LocalBroker]:
         local.down()
 
 
-@pytest.fixture
-def kafka(broker: LocalBroker) -> KafkaSettings:
-    """Kafka settings with this test's own events and dead-letter topics, created."""
+def own_topics(broker: LocalBroker, *, partitions: int = 6, create: bool = True) -> KafkaSettings:
+    """Kafka settings naming events and dead-letter topics no other test uses.
+
+    Created (and ready, see `ensure_topics`) unless `create` is False, for a test that
+    watches the creation itself.
+    """
     suffix = uuid.uuid4().hex[:10]
     settings = KafkaSettings(
         bootstrap=broker.bootstrap,
         events_topic=f"test.events.{suffix}",
         dlq_topic=f"test.dlq.{suffix}",
-        partitions=6,
+        partitions=partitions,
     )
-    ensure_topics(settings)
+    if create:
+        ensure_topics(settings)
     return settings
+
+
+@pytest.fixture
+def kafka(broker: LocalBroker) -> KafkaSettings:
+    """Kafka settings with this test's own events and dead-letter topics, created."""
+    return own_topics(broker, partitions=6)
 
 
 @pytest.fixture

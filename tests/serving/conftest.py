@@ -9,7 +9,6 @@ cubes, so tests do not see each other's data.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from infra.broker import LocalBroker
-from memlake.settings import KafkaSettings, ModelSettings, Settings
+from memlake.settings import ModelSettings, Settings
 from serving.api import create_app
 from serving.auth import ApiKeyStore
 from serving.components import Components
@@ -27,7 +26,7 @@ from serving.embeddings import SentenceTransformerEmbedder
 from serving.generation import TransformersGenerator
 from serving.service import build_components
 from serving.vector_index import VectorIndex
-from streams.admin import ensure_topics
+from tests.conftest import own_topics
 
 ROLES = {
     "owner": "user:alice",
@@ -54,16 +53,8 @@ def generator() -> TransformersGenerator:
 
 
 def stack_settings(broker: LocalBroker, home: Path, **serving: Any) -> Settings:
-    suffix = uuid.uuid4().hex[:10]
-    kafka = KafkaSettings(
-        bootstrap=broker.bootstrap,
-        events_topic=f"test.events.{suffix}",
-        dlq_topic=f"test.dlq.{suffix}",
-        partitions=3,
-    )
-    ensure_topics(kafka)
     return Settings(
-        kafka=kafka,
+        kafka=own_topics(broker, partitions=3),
         lake={"root": str(home / "lake")},
         serving={
             "milvus_uri": str(home / "milvus.db"),
@@ -82,6 +73,22 @@ def stack_settings(broker: LocalBroker, home: Path, **serving: Any) -> Settings:
         },
         governance={"key_store": home / "keys"},
     )
+
+
+def _cube_body(
+    name: str,
+    *,
+    writers: tuple[str, ...] = ("writer",),
+    readers: tuple[str, ...] = ("reader",),
+    **extra: Any,
+) -> dict[str, Any]:
+    """The body of a cube-creation request, with the grants given as roles of `ROLES`."""
+    return {
+        "name": name,
+        "writers": [ROLES[r] for r in writers],
+        "readers": [ROLES[r] for r in readers],
+        **extra,
+    }
 
 
 @dataclass
@@ -120,12 +127,7 @@ class Stack:
         """Create several cubes (name -> cube() keyword arguments) and settle them with one wait."""
         receipts = {}
         for name, spec in specs.items():
-            writers, readers = spec.get("writers", ("writer",)), spec.get("readers", ("reader",))
-            body = {
-                "name": name,
-                "writers": [ROLES[r] for r in writers],
-                "readers": [ROLES[r] for r in readers],
-            }
+            body = _cube_body(name, **spec)
             response = self.client.post("/v1/cubes", json=body, headers=self.headers("owner"))
             assert response.status_code == 202, response.text
             receipts[name] = response.json()
@@ -141,12 +143,7 @@ class Stack:
         readers: tuple[str, ...] = ("reader",),
         **extra: Any,
     ) -> str:
-        body = {
-            "name": name,
-            "writers": [ROLES[r] for r in writers],
-            "readers": [ROLES[r] for r in readers],
-            **extra,
-        }
+        body = _cube_body(name, writers=writers, readers=readers, **extra)
         response = self.client.post("/v1/cubes", json=body, headers=self.headers("owner"))
         assert response.status_code == 202, response.text
         receipt = response.json()

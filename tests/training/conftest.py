@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from infra.broker import LocalBroker
-from memlake.settings import KafkaSettings, ModelSettings, Settings
-from streams.admin import ensure_topics
+from memlake.settings import ModelSettings, Settings
+from tests.conftest import own_topics
 from training.base_model import BaseLLM, load_base_model
 
 # Just enough training to move closed-book recall on a few short memories, in seconds on a CPU.
@@ -65,17 +64,9 @@ def tiny(settings: Settings) -> Settings:
 def module_settings(broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings of one test module: its own topics, lake, MLflow store and artifacts, tiny training."""
     home = tmp_path_factory.mktemp("training")
-    suffix = uuid.uuid4().hex[:10]
-    kafka = KafkaSettings(
-        bootstrap=broker.bootstrap,
-        events_topic=f"test.events.{suffix}",
-        dlq_topic=f"test.dlq.{suffix}",
-        partitions=2,
-    )
-    ensure_topics(kafka)
     return tiny(
         Settings(
-            kafka=kafka,
+            kafka=own_topics(broker, partitions=2),
             lake={"root": str(home / "lake")},
             serving={"milvus_uri": str(home / "milvus.db")},
             training={
