@@ -1,6 +1,7 @@
 """Distilling memories into a LoRA adapter on this CPU: wall time, peak memory, recall, forgetting.
 
-For each size (50 and 200 memories in the full profile), a fresh process
+For each size (50 and 200 memories in the full profile, 20 in the quick
+one, which must fit a few minutes of a shared 2-core machine), a fresh process
 loads SmolLM2-135M, builds the training set of synthetic facts the base model
 cannot know, trains a LoRA adapter for a few epochs, and runs the evaluation
 gate: closed-book recall on held-out phrasings (per-token NLL, answer F1)
@@ -17,7 +18,9 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import queue
 import resource
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -26,15 +29,20 @@ from benchmarks._training_workload import facts, load_average
 
 # memories per run, epochs, LoRA on the last N layers (0: all), eval tokens, batch, learning rate.
 # Measured here: 50 memories, 2 epochs at lr 2e-3 on 8 layers took recall NLL 5.49 -> 0.91 but
-# control perplexity +70% (the gate rejected it); the profiles train more gently.
+# control perplexity +70% (the gate rejected it); the profiles train more gently. Quick: 50
+# memories at 1.5 epochs took 428 s at load 3-10 and over 1,200 s at load 13, so quick now
+# distils 20 memories at 2 epochs (18 steps, 20 probes; each memory gets more passes than
+# before): 284 s at load 5, half training, half evaluation. 1.5 epochs and 12 answer tokens
+# (the probes' answers are 7-17 tokens) saved nothing measurable at load 6 (304 s) and left
+# recall too weak to show: NLL 5.43 -> 4.25 and F1 0.02 -> 0.01, so the gate rejected it.
 _PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {"sizes": (3,), "epochs": 0.5, "last_layers": 2, "eval_tokens": 4, "batch": 4, "lr": 2e-3},
-    "quick": {"sizes": (50,), "epochs": 1.5, "last_layers": 4, "eval_tokens": 16, "batch": 8, "lr": 1e-3},
+    "quick": {"sizes": (20,), "epochs": 2, "last_layers": 4, "eval_tokens": 16, "batch": 8, "lr": 1e-3},
     "full": {"sizes": (50, 200), "epochs": 2, "last_layers": 8, "eval_tokens": 24, "batch": 8, "lr": 1e-3},
 }
 
 
-def _distil(size: int, plan: dict[str, Any], out_dir: str, queue: Any) -> None:
+def _distil(size: int, plan: dict[str, Any], out_dir: str, results: Any) -> None:
     import torch
 
     from memlake.settings import ModelSettings, TrainingSettings
@@ -62,14 +70,18 @@ def _distil(size: int, plan: dict[str, Any], out_dir: str, queue: Any) -> None:
 
     config = lora_config(settings, num_layers=int(base.model.config.num_hidden_layers))
     with attach_lora(base, config, seed=settings.seed) as model:
-        trained = train_adapter(base, model, data, settings, work_dir=Path(out_dir) / f"ckpt-{size}")
+        # A fresh checkpoint folder: one left by an earlier run would be resumed (same settings:
+        # no training measured) or refused as another job's (changed settings).
+        work_dir = Path(out_dir) / f"ckpt-{size}"
+        shutil.rmtree(work_dir, ignore_errors=True)
+        trained = train_adapter(base, model, data, settings, work_dir=work_dir)
         eval_began = time.perf_counter()
         with model.disable_adapter():
             before = measure(model, base, data.probes, settings)
         after = measure(model, base, data.probes, settings)
         eval_s = time.perf_counter() - eval_began
     report = gate(before, after, settings)
-    queue.put(
+    results.put(
         {
             "memories": size,
             "examples": len(data.examples),
@@ -112,18 +124,33 @@ def _table(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def _result_of(child: Any, results: Any) -> dict[str, Any] | None:
+    """The child's row, or None once it has died without one (a bare `get()` would wait forever)."""
+    while True:
+        try:
+            row: dict[str, Any] = results.get(timeout=5)
+            return row
+        except queue.Empty:
+            if not child.is_alive():
+                try:
+                    late: dict[str, Any] = results.get(timeout=1)  # put just before it exited
+                    return late
+                except queue.Empty:
+                    return None
+
+
 def run(profile: str, out_dir: Path) -> dict[str, Any]:
     plan = _PROFILES[profile]
     context = multiprocessing.get_context("spawn")
     rows: list[dict[str, Any]] = []
     load_before = load_average()
     for size in plan["sizes"]:
-        queue = context.Queue()
-        child = context.Process(target=_distil, args=(size, plan, str(out_dir), queue))
+        results = context.Queue()
+        child = context.Process(target=_distil, args=(size, plan, str(out_dir), results))
         child.start()
-        row = queue.get()
+        row = _result_of(child, results)
         child.join()
-        if child.exitcode != 0:
+        if row is None or child.exitcode != 0:
             raise RuntimeError(f"distilling {size} memories failed with exit code {child.exitcode}")
         rows.append({**row, "load_average_after": load_average()})
         # Written after every size: a long run stopped before its last size keeps what it measured.
