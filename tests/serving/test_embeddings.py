@@ -61,3 +61,52 @@ def test_concurrent_queries_get_the_vectors_they_would_get_alone(
         together = list(pool.map(embedder.embed_query, queries))
     for query, vector in zip(queries, together, strict=True):
         assert np.allclose(vector, embedder.embed([query])[0], atol=1e-5)
+
+
+_VARIED = [
+    "",
+    "tea",
+    "what does Ada think of green tea?",
+    "Inês cannot eat gluten — 日本語のテキスト 🙂",
+    "Ada likes green tea on Monday. Also, Ben visited the Berlin office last week.",
+    "word " * 600,  # past max_tokens: truncated the same way
+]
+
+
+def test_the_direct_bert_forward_matches_sentence_transformers(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    """The hand-written forward and tokenizer give sentence-transformers' vectors, to float noise."""
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(resolve_model_folder(embedder.name)), device="cpu")
+    reference.max_seq_length = 256
+    expected = reference.encode(_VARIED, normalize_embeddings=True, convert_to_numpy=True)
+    assert embedder._fast is not None  # the path under test, not transformers' fallback
+    alone = np.stack([embedder.embed([t])[0] for t in _VARIED])  # no padding, no mask
+    together = embedder.embed(_VARIED)  # one padded batch, masked
+    for got in (alone, together):
+        assert np.min(np.sum(got * expected, axis=1)) >= 0.9999
+        assert np.allclose(got, expected, atol=1e-5)
+
+
+def test_the_direct_tokenizer_gives_the_wrapper_s_tokens(embedder: SentenceTransformerEmbedder) -> None:
+    for text in _VARIED:
+        wrapped = embedder._tokenizer(text, truncation=True, max_length=256)["input_ids"]
+        assert embedder._rust_tokenizer.encode(text).ids == list(wrapped)
+
+
+def test_other_architectures_keep_the_transformers_forward(embedder: SentenceTransformerEmbedder) -> None:
+    from serving.embeddings import _BertForward
+
+    assert _BertForward.supports(embedder._model)
+    config = embedder._model.config
+    for field, value in [("model_type", "roberta"), ("hidden_act", "gelu_new"), ("is_decoder", True)]:
+        original = getattr(config, field)
+        setattr(config, field, value)
+        try:
+            assert not _BertForward.supports(embedder._model)
+        finally:
+            setattr(config, field, original)
+    # ...and that fallback gives the same vectors.
+    assert np.allclose(embedder._encode_transformers(_VARIED), embedder.embed(_VARIED), atol=1e-5)
