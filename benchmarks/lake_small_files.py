@@ -5,10 +5,13 @@ history of a few cubes as `commits` tiny commits to `memory_versions`,
 `cube_versions` and `cubes` (as follow mode would), then times opening a table
 and `as_of(cube, version)`; then compacts and checkpoints and times them again.
 Delta's own checkpoint every `lake.checkpoint_interval` commits is on in both.
+Profiles: 30 commits (tiny), 300 (quick: 140 s at load 5-9, as_of 451 -> 81 ms),
+10,000 (full). Each run starts from an empty lake.
 """
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -25,7 +28,7 @@ from memlake.settings import LakeSettings
 from pipelines.derived import commit_table, rows_table
 from pipelines.folding import LoggedEvent, fold_cube
 
-_PROFILES = {"tiny": 30, "quick": 1_000, "full": 10_000}
+_PROFILES = {"tiny": 30, "quick": 300, "full": 10_000}  # commits; each writes three tables
 _TABLES = ("memory_versions", "cube_versions", "cubes")
 
 
@@ -48,6 +51,9 @@ def _measure(lake: Lake, cube: str, version: int) -> dict[str, float]:
 
 def run(profile: str, out_dir: Path) -> dict[str, Any]:
     commits = _PROFILES[profile]
+    # A fresh lake: the commits carry watermarks, so on a lake left by an earlier run every one
+    # would be skipped as already applied and nothing would be measured.
+    shutil.rmtree(out_dir / "lake", ignore_errors=True)
     lake = Lake(LakeSettings(root=str(out_dir / "lake")))
     lake.ensure_all()
     events = generate(max(commits * 2, 200), cubes=4, seed=3, rollbacks=False, erasures=False)
