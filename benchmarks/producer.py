@@ -42,7 +42,7 @@ class _Profile:
 
 PROFILES: dict[str, _Profile] = {
     "tiny": _Profile(events=2_000, cubes=16, rounds=1),
-    "quick": _Profile(events=50_000, cubes=64, rounds=3),
+    "quick": _Profile(events=20_000, cubes=64, rounds=3),
     "full": _Profile(events=300_000, cubes=256, rounds=3),
 }
 
