@@ -5,8 +5,8 @@ history of a few cubes as `commits` tiny commits to `memory_versions`,
 `cube_versions` and `cubes` (as follow mode would), then times opening a table
 and `as_of(cube, version)`; then compacts and checkpoints and times them again.
 Delta's own checkpoint every `lake.checkpoint_interval` commits is on in both.
-Profiles: 30 commits (tiny), 300 (quick: 140 s at load 5-9, as_of 451 -> 81 ms),
-10,000 (full). Each run starts from an empty lake.
+Profiles: 30 commits (tiny), 200 (quick: 66 s at load 4-5, as_of 420 -> 79 ms;
+300 took 140 s at load 5-9), 10,000 (full). Each run starts from an empty lake.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from memlake.settings import LakeSettings
 from pipelines.derived import commit_table, rows_table
 from pipelines.folding import LoggedEvent, fold_cube
 
-_PROFILES = {"tiny": 30, "quick": 300, "full": 10_000}  # commits; each writes three tables
+_PROFILES = {"tiny": 30, "quick": 200, "full": 10_000}  # commits; each writes three tables
 _TABLES = ("memory_versions", "cube_versions", "cubes")
 
 
