@@ -18,12 +18,13 @@ __all__ = [
 ]
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from memlake.errors import BrokerUnavailableError
 from memlake.settings import KafkaSettings
+from streams.consumer_pool import borrow
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,22 +53,6 @@ class OffsetRange:
         return max(0, self.end - self.start)
 
 
-def _consumer(settings: KafkaSettings, **extra: Any) -> Any:
-    from kafka import KafkaConsumer
-    from kafka.errors import KafkaError
-
-    try:
-        return KafkaConsumer(
-            **settings.client_options(),
-            enable_auto_commit=False,  # offsets live in the lake, never in the broker
-            auto_offset_reset="earliest",
-            consumer_timeout_ms=1000,
-            **extra,
-        )
-    except (KafkaError, OSError) as e:
-        raise BrokerUnavailableError(settings.bootstrap, str(e)) from e
-
-
 def _partitions(consumer: Any, topic: str, settings: KafkaSettings) -> list[int]:
     deadline = time.monotonic() + settings.request_timeout_ms / 1000
     while time.monotonic() < deadline:
@@ -82,24 +67,18 @@ def end_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
     """The next offset to be written, per partition (the high watermark)."""
     from kafka import TopicPartition
 
-    consumer = _consumer(settings)
-    try:
+    with borrow(settings) as consumer:
         tps = [TopicPartition(topic, p) for p in _partitions(consumer, topic, settings)]
         return {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
-    finally:
-        consumer.close()
 
 
 def start_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
     """The first offset still in the log, per partition."""
     from kafka import TopicPartition
 
-    consumer = _consumer(settings)
-    try:
+    with borrow(settings) as consumer:
         tps = [TopicPartition(topic, p) for p in _partitions(consumer, topic, settings)]
         return {tp.partition: off for tp, off in consumer.beginning_offsets(tps).items()}
-    finally:
-        consumer.close()
 
 
 def plan_ranges(
@@ -123,7 +102,7 @@ def plan_ranges(
 
 def read_range(
     settings: KafkaSettings, span: OffsetRange, *, timeout_s: float = 60.0, check_crcs: bool = True
-) -> Iterator[Record]:
+) -> Generator[Record, None, None]:
     """Every record of `[start, end)` of one partition, in offset order.
 
     Offsets missing inside the range (transaction markers, compacted records)
@@ -135,10 +114,11 @@ def read_range(
         return
     # check_crcs=False skips the client's CRC32C of each record batch: the broker checked it on
     # append, and without the `crc32c` package kafka-python computes it in pure Python.
-    consumer = _consumer(
+    # A pooled client (streams.consumer_pool): it goes back to the pool only when the whole
+    # range was read; a failed or abandoned read closes it.
+    with borrow(
         settings, max_poll_records=2000, fetch_max_bytes=32 * 1024 * 1024, check_crcs=check_crcs
-    )
-    try:
+    ) as consumer:
         tp = TopicPartition(span.topic, span.partition)
         consumer.assign([tp])
         consumer.seek(tp, span.start)
@@ -168,8 +148,6 @@ def read_range(
                 )
             # The consumer may have skipped offsets (markers); trust its position.
             position = max(position, consumer.position(tp))
-    finally:
-        consumer.close()
 
 
 def consumer_lag(settings: KafkaSettings, topic: str, *, applied: Mapping[int, int]) -> dict[int, int]:
