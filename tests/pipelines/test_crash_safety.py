@@ -31,8 +31,12 @@ EVENTS = 20_000
 MIN_KILLS = 8
 
 
-def _environment(settings: Settings) -> dict[str, str]:
+def _environment(settings: Settings, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMLAKE_")}
+    # A SIGKILLed job cannot remove the temp folder every Beam pipeline makes
+    # (`beam-pipeline-temp*`): kept under this test's folder, not /tmp.
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    env["TMPDIR"] = str(tmp_path / "tmp")
     env.update(
         {
             "PYTHONPATH": str(_REPO),
@@ -76,7 +80,7 @@ def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
 
     producer = threading.Thread(target=stream)
     producer.start()
-    env, log, rng = _environment(settings), tmp_path / "follow.log", random.Random(1234)
+    env, log, rng = _environment(settings, tmp_path), tmp_path / "follow.log", random.Random(1234)
     lake = Lake(settings.lake)
     lake.ensure_all()  # created before the first child, so no two processes race to create them
     kills = 0
@@ -110,7 +114,7 @@ def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
 def test_sigterm_stops_follow_mode_cleanly(settings: Settings, tmp_path: Path) -> None:
     produce(settings.kafka, generate(300, cubes=3, seed=2))
     log = tmp_path / "follow.log"
-    process = _follow(_environment(settings), log)
+    process = _follow(_environment(settings, tmp_path), log)
     deadline = time.monotonic() + 120
     while "batch 1" not in log.read_text() and time.monotonic() < deadline:
         assert process.poll() is None, log.read_text()
