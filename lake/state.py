@@ -14,7 +14,7 @@ never look beyond what is loaded here.
 
 from __future__ import annotations
 
-__all__ = ["StateRequest", "LoadedState", "load_states", "references"]
+__all__ = ["StateRequest", "LoadedState", "load_states", "judged_events", "references"]
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -58,6 +58,9 @@ class LoadedState:
     # and the event behind each (memory_id, version) loaded.
     loaded_history: Mapping[str, tuple[Memory, ...]] = field(default_factory=dict)
     loaded_events: Mapping[tuple[str, int], tuple[str | None, str | None]] = field(default_factory=dict)
+    # Everything the lake holds of the cube (every memory, version and cube version): such a
+    # state can be kept and folded onto again without reading the lake (pipelines.state_cache).
+    complete: bool = False
 
 
 def references(cube_id: str, events: Sequence[Event]) -> StateRequest:
@@ -87,26 +90,61 @@ def _isin(column: str, values: Iterable[str]) -> pc.Expression:
     return pc.field(column).isin(pa.array(sorted(set(values)), pa.string()))
 
 
-def load_states(lake: Lake, cut: Cut, requests: Sequence[StateRequest]) -> dict[str, LoadedState]:
-    """Prior states of the requested cubes as of `cut` (empty states where nothing exists)."""
+def _in_buckets(cube_ids: Sequence[str], buckets: int) -> tuple[pc.Expression, str]:
+    """The filter and the partition pruning predicate for these cubes' rows."""
+    numbers = sorted({bucket_of(c, buckets) for c in cube_ids})
+    expression = _isin("cube_id", cube_ids) & pc.field("bucket").isin(pa.array(numbers, pa.int32()))
+    return expression, sql_in("bucket", numbers)
+
+
+def judged_events(
+    lake: Lake, cut: Cut, requests: Sequence[StateRequest]
+) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Of the batch's event ids, those each cube has applied, and refused, as of `cut`."""
+    applied: dict[str, set[str]] = defaultdict(set)
+    refused: dict[str, set[str]] = defaultdict(set)
+    event_ids = [e for r in requests for e in r.event_ids]
+    if cut.empty or not event_ids:
+        return applied, refused
+    snap = Snapshot(lake, cut.watermark, dict(cut.versions))
+    in_buckets, bucket_prune = _in_buckets([r.cube_id for r in requests], lake.settings.buckets)
+    # UUIDv7 ids grow with time: the batch's range skips files of older events.
+    id_range = f"event_id >= {sql_literal(min(event_ids))} AND event_id <= {sql_literal(max(event_ids))}"
+    rows = snap.read(
+        "cube_versions",
+        columns=["cube_id", "event_id"],
+        filter=in_buckets & _isin("event_id", event_ids),
+        prune=f"{bucket_prune} AND {id_range}",
+    )
+    for cube_id, event_id in zip(
+        rows.column("cube_id").to_pylist(), rows.column("event_id").to_pylist(), strict=True
+    ):
+        applied[cube_id].add(event_id)
+    rows = snap.read(
+        "rejected", columns=["cube_id", "event_id"], filter=_isin("event_id", event_ids), prune=id_range
+    )
+    for cube_id, event_id in zip(
+        rows.column("cube_id").to_pylist(), rows.column("event_id").to_pylist(), strict=True
+    ):
+        refused[cube_id].add(event_id)
+    return applied, refused
+
+
+def load_states(
+    lake: Lake, cut: Cut, requests: Sequence[StateRequest], *, whole_up_to: int = 0
+) -> dict[str, LoadedState]:
+    """Prior states of the requested cubes as of `cut` (empty states where nothing exists).
+
+    A cube whose version is at most `whole_up_to` (its events so far, so a bound on its
+    memory versions) is read whole, as if the batch rolled it back: small enough to keep.
+    """
     if cut.empty or not requests:
-        return {r.cube_id: LoadedState(CubeState()) for r in requests}
+        return {r.cube_id: LoadedState(CubeState(), complete=True) for r in requests}
     snap = Snapshot(lake, cut.watermark, dict(cut.versions))
     buckets = lake.settings.buckets
     cube_ids = [r.cube_id for r in requests]
-    full_ids = [r.cube_id for r in requests if r.full]
     wanted = {(r.cube_id, m) for r in requests for m in r.memory_ids}
-    event_ids = [e for r in requests for e in r.event_ids]
-    bucket_filter = _isin("cube_id", cube_ids) & pc.field("bucket").isin(
-        pa.array(sorted({bucket_of(c, buckets) for c in cube_ids}), pa.int32())
-    )
-    bucket_prune = sql_in("bucket", {bucket_of(c, buckets) for c in cube_ids})
-    # UUIDv7 ids grow with time: the batch's range skips files of older events.
-    id_range = (
-        f"event_id >= {sql_literal(min(event_ids))} AND event_id <= {sql_literal(max(event_ids))}"
-        if event_ids
-        else "false"
-    )
+    bucket_filter, bucket_prune = _in_buckets(cube_ids, buckets)
 
     cubes: dict[str, Cube] = {}
     rows = snap.read(
@@ -118,6 +156,11 @@ def load_states(lake: Lake, cut: Cut, requests: Sequence[StateRequest]) -> dict[
     for value in rows.column("cube_json").to_pylist():
         cube = cube_from_json(value)
         cubes[cube.cube_id] = cube
+    full_ids = [
+        r.cube_id
+        for r in requests
+        if r.cube_id in cubes and (r.full or cubes[r.cube_id].version <= whole_up_to)
+    ]
 
     memories: dict[str, dict[str, Memory]] = defaultdict(dict)
     memory_filter = _isin("memory_id", {m for _, m in wanted})
@@ -143,10 +186,7 @@ def load_states(lake: Lake, cut: Cut, requests: Sequence[StateRequest]) -> dict[
     cube_history: dict[str, list[tuple[int, Cube]]] = defaultdict(list)
     made_by: dict[str, dict[tuple[str, int], tuple[str | None, str | None]]] = defaultdict(dict)
     if full_ids:
-        full_filter = _isin("cube_id", full_ids) & pc.field("bucket").isin(
-            pa.array(sorted({bucket_of(c, buckets) for c in full_ids}), pa.int32())
-        )
-        full_prune = sql_in("bucket", {bucket_of(c, buckets) for c in full_ids})
+        full_filter, full_prune = _in_buckets(full_ids, buckets)
         rows = snap.read(
             "memory_versions",
             columns=["cube_id", "memory_id", "version", "memory_json", "event_id", "event_type"],
@@ -170,27 +210,7 @@ def load_states(lake: Lake, cut: Cut, requests: Sequence[StateRequest]) -> dict[
         ):
             cube_history[cube_id].append((version, cube_from_json(value)))
 
-    applied: dict[str, set[str]] = defaultdict(set)
-    refused: dict[str, set[str]] = defaultdict(set)
-    if event_ids:
-        rows = snap.read(
-            "cube_versions",
-            columns=["cube_id", "event_id"],
-            filter=bucket_filter & _isin("event_id", event_ids),
-            prune=f"{bucket_prune} AND {id_range}",
-        )
-        for cube_id, event_id in zip(
-            rows.column("cube_id").to_pylist(), rows.column("event_id").to_pylist(), strict=True
-        ):
-            applied[cube_id].add(event_id)
-        rows = snap.read(
-            "rejected", columns=["cube_id", "event_id"], filter=_isin("event_id", event_ids), prune=id_range
-        )
-        for cube_id, event_id in zip(
-            rows.column("cube_id").to_pylist(), rows.column("event_id").to_pylist(), strict=True
-        ):
-            refused[cube_id].add(event_id)
-
+    applied, refused = judged_events(lake, cut, requests)
     out: dict[str, LoadedState] = {}
     for request in requests:
         cid = request.cube_id
@@ -206,5 +226,7 @@ def load_states(lake: Lake, cut: Cut, requests: Sequence[StateRequest]) -> dict[
             applied=frozenset(applied.get(cid, ())),
             refused=frozenset(refused.get(cid, ())),
         )
-        out[cid] = LoadedState(state, per_memory, dict(made_by.get(cid, {})))
+        out[cid] = LoadedState(
+            state, per_memory, dict(made_by.get(cid, {})), complete=cid in full_set or cid not in cubes
+        )
     return out

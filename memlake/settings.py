@@ -160,6 +160,12 @@ class PipelineSettings(_Section):
     fold_shards: Annotated[int, Field(ge=1)] = Field(
         4, description="Groups of cubes folded in parallel by materialize (each loads its state at once)."
     )
+    state_cache_versions: Annotated[int, Field(ge=0)] = Field(
+        100_000,
+        description="Memory versions of folded cube states a materialize worker keeps between "
+        "micro-batches (0: none; about 4 KB each); cubes of at most 1/16 of it are read whole once "
+        "to be kept.",
+    )
     maintenance_every: Annotated[int, Field(ge=0)] = Field(
         200,
         description="In follow mode, compact and checkpoint the tables every N micro-batches (0: never).",

@@ -23,7 +23,7 @@ from lake.rows import cube_row, memory_row
 from lake.schemas import bucket_of
 from lake.state import LoadedState
 from memlake.events import Event, MemoryAccessed, SubjectErased
-from memlake.fold import fold
+from memlake.fold import CubeState, fold
 from memlake.model import Cube, Memory
 
 EV = "_ev"  # the events-table version a row comes from
@@ -59,6 +59,7 @@ class CubeRows:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     applied: int = 0
     duplicates: int = 0
+    state: CubeState | None = None  # the cube's state after the fold
 
     def table(self, name: str) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = getattr(self, name)
@@ -83,7 +84,7 @@ def fold_cube(
     prior = loaded.state
     result = fold(prior, [e.event for e in ordered])
     state = result.state
-    rows = CubeRows()
+    rows = CubeRows(state=state)
     rows.applied = len(result.applied)
     rows.duplicates = len(ordered) - len(result.applied) - len(result.rejected)
 
@@ -108,15 +109,20 @@ def fold_cube(
             row = made[id(memory)] = memory_row(memory, buckets=buckets)
         return row
 
+    # A kept state holds the whole cube: untouched memories are the very objects
+    # (and history tuples) the prior state held, so `is` settles most of them.
     for memory_id, memory in state.memories.items():
-        if prior.memories.get(memory_id) != memory:
+        old = prior.memories.get(memory_id)
+        if old is not memory and old != memory:
             rows.memories.append(row_of(memory))
 
     for memory_id, versions in state.history.items():
         before = loaded.loaded_history.get(memory_id, ())
+        if versions is before:
+            continue
         for index, memory in enumerate(versions):
             if index < len(before):
-                if before[index] == memory:
+                if before[index] is memory or before[index] == memory:
                     continue
                 # A past version rewritten in place (erasure): same event, new content.
                 rows.rewrites_history = True

@@ -40,7 +40,7 @@ from apache_beam.metrics.metric import Metrics
 from lake.scan import scan, without_views
 from lake.schemas import DERIVED_TABLES, EVENTS, STATE_TABLES
 from lake.snapshot import Cut, find_cut
-from lake.state import load_states, references
+from lake.state import LoadedState, StateRequest, judged_events, load_states, references
 from lake.tables import EVENTS_KEY, Lake, delta_errors
 from lake.writer import CommitResult
 from memlake.errors import InvalidEventError, LakeError
@@ -49,6 +49,7 @@ from memlake.settings import LakeSettings, Settings
 from pipelines.derived import commit_table, rows_table
 from pipelines.folding import EV, CubeRows, LoggedEvent, fold_cube
 from pipelines.options import metric, pipeline_options
+from pipelines.state_cache import StateCache, keep, state_cache
 
 _NS = "memlake.materialize"
 _EVENTS_PER_SHARD = 10_000
@@ -199,19 +200,54 @@ def _shard(item: tuple[str, Any], plan: MaterializePlan) -> tuple[int, tuple[str
 
 
 class FoldShard(beam.DoFn):
-    """A shard of cubes -> rows per table; prior states are loaded once for the whole shard."""
+    """A shard of cubes -> rows per table; prior states are loaded once for the whole shard.
 
-    def __init__(self, lake: LakeSettings) -> None:
+    States this process folded in the previous batch are taken from its `StateCache`
+    when the batch starts at their watermark (pipelines.state_cache): no lake reads
+    for them but the lookup of which of the batch's event ids were judged before.
+    """
+
+    def __init__(self, lake: LakeSettings, cache_versions: int = 0) -> None:
         self._lake = lake
+        self._cache_versions = cache_versions
         self._applied = Metrics.counter(_NS, "applied")
         self._rejected = Metrics.counter(_NS, "rejected")
         self._duplicates = Metrics.counter(_NS, "duplicates")
+        self._kept = Metrics.counter(_NS, "states_kept")
+
+    def _prior(
+        self, lake: Lake, plan: MaterializePlan, requests: list[StateRequest], cache: StateCache | None
+    ) -> dict[str, LoadedState]:
+        if cache is None or plan.cut.empty:
+            return load_states(lake, plan.cut, requests)
+        kept = {r.cube_id: cache.get(r.cube_id, plan.cut.watermark) for r in requests}
+        hits = [r for r in requests if kept[r.cube_id] is not None]
+        # A cube small enough to keep is read whole once; later batches take it from the cache.
+        states = load_states(
+            lake,
+            plan.cut,
+            [r for r in requests if kept[r.cube_id] is None],
+            whole_up_to=self._cache_versions // 16,
+        )
+        applied, refused = judged_events(lake, plan.cut, hits)
+        for request in hits:
+            found = kept[request.cube_id]
+            assert found is not None
+            states[request.cube_id] = found.loaded(applied[request.cube_id], refused[request.cube_id])
+            self._kept.inc()
+        return states
 
     def process(
         self, element: tuple[int, Any], plan: MaterializePlan
     ) -> Iterator[tuple[str, tuple[pa.Table, bool]]]:
         _, groups = element
         lake = Lake(self._lake)
+        # A refold reads every event once: nothing to keep for a next batch.
+        cache = (
+            state_cache(self._lake.root, self._cache_versions)
+            if self._cache_versions and not plan.refold
+            else None
+        )
         logged: dict[str, list[LoggedEvent]] = defaultdict(list)
         unreadable: list[dict[str, Any]] = []
         for cube_id, parts in groups:
@@ -227,11 +263,18 @@ class FoldShard(beam.DoFn):
                     at = datetime.fromtimestamp(logged_us / 1_000_000, tz=UTC)
                     logged[cube_id].append(LoggedEvent(event, raw, ev, topic, partition, offset, at))
         requests = [references(cube_id, [e.event for e in events]) for cube_id, events in logged.items()]
-        states = load_states(lake, plan.cut, requests)
+        states = self._prior(lake, plan, requests, cache)
         out = CubeRows()
         out.rejected.extend(unreadable)
         for cube_id in sorted(logged):
-            rows = fold_cube(states[cube_id], logged[cube_id], buckets=lake.settings.buckets)
+            prior = states[cube_id]
+            rows = fold_cube(prior, logged[cube_id], buckets=lake.settings.buckets)
+            if cache is not None:
+                # Kept only once the batch's commits land: the next cut is at `plan.end` then.
+                if prior.complete and rows.state is not None:
+                    cache.put(cube_id, keep(plan.end, rows.state, prior, rows.memory_versions))
+                else:
+                    cache.forget(cube_id)
             for name in DERIVED_TABLES:
                 out.table(name).extend(rows.table(name))
             out.rewrites_history |= rows.rewrites_history
@@ -313,7 +356,7 @@ class Materialize(beam.PTransform):  # type: ignore[type-arg]
             | "ByCube" >> beam.GroupByKey()
             | "ToShards" >> beam.Map(_shard, plan=batch)
             | "ByShard" >> beam.GroupByKey()
-            | "Fold" >> beam.ParDo(FoldShard(lake), plan=batch)
+            | "Fold" >> beam.ParDo(FoldShard(lake, self._settings.pipelines.state_cache_versions), plan=batch)
         )
         # Every table commits, even with no rows: its watermark must move with the batch.
         tables = start.pipeline | "Tables" >> beam.Create([(name, None) for name in DERIVED_TABLES])

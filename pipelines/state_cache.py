@@ -1,0 +1,127 @@
+"""Folded cube states kept in a materialize worker between micro-batches.
+
+Reading a cube's prior state costs a scan of several tables and a JSON decode
+per memory version; a cube the batch rolls back or erases needs its whole
+history (tens of thousands of decodes). A follower folds the same cubes batch
+after batch, so it keeps each cube's state as its fold left it, tagged with
+the events version the batch took the tables to.
+
+Why a kept state is exactly what the lake holds: a derived table reflects
+events version `w` only once its commit of the batch ending at `w` landed,
+and the fold is a pure function of the events up to `w`. So a state kept at
+`w` is used only when the batch's consistent cut is at `w` (`Cut.watermark`);
+after a crash between commits, a `restore`, or another writer, the cut is
+elsewhere and the state is read from the lake as before. Only complete states
+are kept (every memory, version and cube version of the cube), because the
+next batch may roll the cube back. Which event ids a cube applied or refused
+is still looked up per batch (`lake.state.judged_events`): a redelivered
+event may be older than anything kept here.
+
+The cache is per process and per lake root, bounded by the memory versions it
+holds (`pipelines.state_cache_versions`), least recently used out first.
+"""
+
+from __future__ import annotations
+
+__all__ = ["KeptState", "StateCache", "state_cache"]
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from lake.state import LoadedState
+from memlake.fold import CubeState
+
+
+@dataclass(frozen=True)
+class KeptState:
+    """A cube's complete state after a batch, and the event behind each memory version."""
+
+    watermark: int
+    state: CubeState  # `applied` and `refused` emptied: they are looked up per batch
+    made_by: Mapping[tuple[str, int], tuple[str | None, str | None]]
+    versions: int  # memory versions held, what the bound counts
+
+    def loaded(self, applied: set[str], refused: set[str]) -> LoadedState:
+        state = replace(self.state, applied=frozenset(applied), refused=frozenset(refused))
+        return LoadedState(state, state.history, self.made_by, complete=True)
+
+
+def keep(
+    watermark: int,
+    state: CubeState,
+    prior: LoadedState,
+    new_versions: list[dict[str, Any]],
+) -> KeptState:
+    """What to keep of a complete state folded at `watermark` (`new_versions`: its memory_versions rows)."""
+    made_by = dict(prior.loaded_events)
+    for row in new_versions:
+        made_by.setdefault((row["memory_id"], row["version"]), (row["event_id"], row["event_type"]))
+    versions = sum(len(v) for v in state.history.values())
+    return KeptState(watermark, replace(state, applied=frozenset(), refused=frozenset()), made_by, versions)
+
+
+class StateCache:
+    """Cube id -> its kept state; `get` answers only for the watermark asked."""
+
+    def __init__(self, max_versions: int) -> None:
+        self.max_versions = max_versions
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[str, KeptState] = OrderedDict()
+        self._held = 0
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def held_versions(self) -> int:
+        return self._held
+
+    def get(self, cube_id: str, watermark: int) -> KeptState | None:
+        with self._lock:
+            kept = self._kept.get(cube_id)
+            if kept is None or kept.watermark != watermark:
+                self.misses += 1
+                return None
+            self._kept.move_to_end(cube_id)
+            self.hits += 1
+            return kept
+
+    def put(self, cube_id: str, kept: KeptState) -> None:
+        with self._lock:
+            old = self._kept.pop(cube_id, None)
+            if old is not None:
+                self._held -= old.versions
+            if kept.versions > self.max_versions:
+                return
+            self._kept[cube_id] = kept
+            self._held += kept.versions
+            while self._held > self.max_versions:
+                _, evicted = self._kept.popitem(last=False)
+                self._held -= evicted.versions
+
+    def forget(self, cube_id: str) -> None:
+        with self._lock:
+            old = self._kept.pop(cube_id, None)
+            if old is not None:
+                self._held -= old.versions
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+            self._held = 0
+
+
+_CACHES: dict[str, StateCache] = {}
+_CACHES_LOCK = threading.Lock()
+
+
+def state_cache(lake_root: str, max_versions: int) -> StateCache:
+    """This process's cache for the lake at `lake_root`."""
+    with _CACHES_LOCK:
+        cache = _CACHES.get(lake_root)
+        if cache is None:
+            cache = _CACHES[lake_root] = StateCache(max_versions)
+        cache.max_versions = max_versions
+        return cache

@@ -1,0 +1,102 @@
+"""Cube states kept between micro-batches: the bound, the watermark rule, and tables identical
+to a materialization that reads every prior state from the lake."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks._lake_workload import generate
+from lake.state import LoadedState
+from lake.tables import Lake
+from memlake.fold import CubeState, fold
+from memlake.settings import Settings
+from pipelines.follow import run_jobs
+from pipelines.state_cache import KeptState, StateCache, keep, state_cache
+from tests.memlake import builders as b
+from tests.pipelines.helpers import (
+    assert_same_tables,
+    expected_memories,
+    lake_memories,
+    produce,
+    pure_fold,
+    with_root,
+)
+
+
+def _kept(watermark: int, versions: int) -> KeptState:
+    return KeptState(watermark, CubeState(), {}, versions)
+
+
+def test_a_kept_state_answers_only_at_its_watermark() -> None:
+    cache = StateCache(max_versions=100)
+    cache.put("c", _kept(7, 10))
+    assert cache.get("c", 6) is None  # a batch starting elsewhere (a crash, a restore) reads the lake
+    assert cache.get("c", 7) is not None
+    assert (cache.hits, cache.misses) == (1, 1)
+
+
+def test_the_bound_evicts_the_least_recently_used_and_refuses_what_never_fits() -> None:
+    cache = StateCache(max_versions=100)
+    cache.put("a", _kept(1, 40))
+    cache.put("b", _kept(1, 40))
+    assert cache.get("a", 1) is not None  # "b" is now the least recently used
+    cache.put("c", _kept(1, 40))
+    assert cache.get("b", 1) is None
+    assert cache.get("a", 1) is not None
+    assert cache.get("c", 1) is not None
+    assert cache.held_versions == 80
+    cache.put("huge", _kept(1, 101))
+    assert cache.get("huge", 1) is None
+    assert cache.held_versions == 80
+    cache.put("a", _kept(2, 10))  # replacing counts the new size only
+    assert cache.held_versions == 50
+    cache.forget("a")
+    assert cache.held_versions == 40
+
+
+def test_keep_empties_the_judged_ids_and_records_who_made_each_version() -> None:
+    clock = b.Clock()
+    events = [
+        b.created(at=clock()),
+        b.added("m1", at=clock()),
+        b.updated("m1", at=clock(), content={"text": "v2"}),
+    ]
+    state = fold(CubeState(), events).state
+    rows = [
+        {"memory_id": "m1", "version": 1, "event_id": "e1", "event_type": "memory.added"},
+        {"memory_id": "m1", "version": 2, "event_id": "e2", "event_type": "memory.updated"},
+    ]
+    kept = keep(9, state, LoadedState(CubeState(), complete=True), rows)
+    assert kept.state.applied == frozenset()
+    assert kept.versions == 2
+    assert kept.made_by[("m1", 2)] == ("e2", "memory.updated")
+    loaded = kept.loaded({"x"}, {"y"})
+    assert loaded.complete
+    assert loaded.state.applied == {"x"}
+    assert loaded.state.refused == {"y"}
+    assert loaded.loaded_history == state.history
+
+
+def test_per_process_caches_are_per_lake_root() -> None:
+    assert state_cache("/lake/one", 10) is state_cache("/lake/one", 10)
+    assert state_cache("/lake/one", 10) is not state_cache("/lake/two", 10)
+
+
+@pytest.mark.integration
+def test_many_small_batches_with_kept_states_give_the_tables_of_lake_reads(settings: Settings) -> None:
+    # Rollbacks, erasures, merges, duplicates and refused events across 5 batches.
+    events = generate(500, cubes=4, seed=21)
+    produce(settings.kafka, events)
+    small = {"batch_max_events": 100}
+    kept = with_root(settings, f"{settings.lake.root}-kept")
+    kept = kept.model_copy(update={"pipelines": kept.pipelines.model_copy(update=small)})
+    read = with_root(settings, f"{settings.lake.root}-read")
+    read = read.model_copy(
+        update={"pipelines": read.pipelines.model_copy(update={**small, "state_cache_versions": 0})}
+    )
+    cache = state_cache(kept.lake.root, kept.pipelines.state_cache_versions)
+    run_jobs(kept)
+    run_jobs(read)
+    assert cache.hits > 0  # the kept states were used, not just stored
+    assert_same_tables(Lake(kept.lake), Lake(read.lake))
+    assert lake_memories(Lake(kept.lake)) == expected_memories(pure_fold(events))
