@@ -31,6 +31,7 @@ from lake.schemas import EVENTS
 from lake.tables import Lake
 from lake.writer import CommitResult, TableWriter
 from memlake.settings import KafkaSettings, LakeSettings, Settings
+from pipelines.landed_cache import landed_events
 from pipelines.options import metric, pipeline_options
 from streams.dead_letters import DeadLetter, DeadLetterWriter
 from streams.reader import OffsetRange, Record, end_offsets, read_range
@@ -92,8 +93,10 @@ class Triage(beam.DoFn):
 
     def process(self, records: list[Record]) -> Iterator[Any]:
         good, bad = triage(records, stage="land")
-        rows = [
-            event_row(
+        landed = landed_events()
+        rows = []
+        for record, event in good:
+            row = event_row(
                 event,
                 topic=record.topic,
                 partition=record.partition,
@@ -101,8 +104,9 @@ class Triage(beam.DoFn):
                 timestamp_ms=record.timestamp_ms,
                 raw=record.value or b"",
             )
-            for record, event in good
-        ]
+            # Materialize, if it runs in this process, takes the parsed event back.
+            landed.remember((record.topic, record.partition, record.offset), row["event_json"], event)
+            rows.append(row)
         yield to_table(EVENTS, rows)
         self._dead.inc(len(bad))
         for letter in bad:

@@ -48,6 +48,7 @@ from memlake.events import parse_event
 from memlake.settings import LakeSettings, Settings
 from pipelines.derived import commit_table, rows_table
 from pipelines.folding import EV, CubeRows, LoggedEvent, fold_cube
+from pipelines.landed_cache import landed_events
 from pipelines.options import metric, pipeline_options
 from pipelines.state_cache import StateCache, keep, state_cache
 
@@ -250,12 +251,13 @@ class FoldShard(beam.DoFn):
         )
         logged: dict[str, list[LoggedEvent]] = defaultdict(list)
         unreadable: list[dict[str, Any]] = []
+        landed = landed_events()
         for cube_id, parts in groups:
             for rows in parts:
                 for row in rows:
                     ev, topic, partition, offset, logged_us, raw = row
                     try:
-                        event = parse_event(raw)
+                        event = landed.take((topic, partition, offset), raw) or parse_event(raw)
                     except InvalidEventError as e:
                         # Landed under an older reader; it stays in the log and is recorded.
                         unreadable.append(_unreadable(e, cube_id, row))
