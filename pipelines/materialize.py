@@ -2,8 +2,8 @@
 
 The graph: the batch's plan (made when the graph runs, or given) -> its
 events-table version ranges, spread over workers -> a reading `ParDo`
-(the change data feed of those versions) -> key by cube -> `GroupByKey` ->
-shards of cubes -> `GroupByKey` -> fold each cube's events in log order onto
+(the change data feed of those versions, rows grouped per cube) -> key by the
+cube's shard -> `GroupByKey` -> fold each cube's events in log order onto
 its prior state, loaded once per shard from the lake at one consistent cut
 -> rows keyed by table -> one commit per table, each carrying
 `Transaction("materialize:<table>", events version)`. Every step after the
@@ -195,9 +195,9 @@ class ReadEvents(beam.DoFn):
         yield from by_cube.items()
 
 
-def _shard(item: tuple[str, Any], plan: MaterializePlan) -> tuple[int, tuple[str, list[Any]]]:
-    cube_id, parts = item
-    return zlib.crc32(cube_id.encode()) % plan.shards, (cube_id, list(parts))
+def _shard(item: tuple[str, list[Row]], plan: MaterializePlan) -> tuple[int, tuple[str, list[Row]]]:
+    cube_id, rows = item
+    return zlib.crc32(cube_id.encode()) % plan.shards, (cube_id, rows)
 
 
 class FoldShard(beam.DoFn):
@@ -252,18 +252,19 @@ class FoldShard(beam.DoFn):
         logged: dict[str, list[LoggedEvent]] = defaultdict(list)
         unreadable: list[dict[str, Any]] = []
         landed = landed_events()
-        for cube_id, parts in groups:
-            for rows in parts:
-                for row in rows:
-                    ev, topic, partition, offset, logged_us, raw = row
-                    try:
-                        event = landed.take((topic, partition, offset), raw) or parse_event(raw)
-                    except InvalidEventError as e:
-                        # Landed under an older reader; it stays in the log and is recorded.
-                        unreadable.append(_unreadable(e, cube_id, row))
-                        continue
-                    at = datetime.fromtimestamp(logged_us / 1_000_000, tz=UTC)
-                    logged[cube_id].append(LoggedEvent(event, raw, ev, topic, partition, offset, at))
+        # A cube's rows may come in several parts (one per range of versions read); the
+        # fold orders them by their place in the log.
+        for cube_id, rows in groups:
+            for row in rows:
+                ev, topic, partition, offset, logged_us, raw = row
+                try:
+                    event = landed.take((topic, partition, offset), raw) or parse_event(raw)
+                except InvalidEventError as e:
+                    # Landed under an older reader; it stays in the log and is recorded.
+                    unreadable.append(_unreadable(e, cube_id, row))
+                    continue
+                at = datetime.fromtimestamp(logged_us / 1_000_000, tz=UTC)
+                logged[cube_id].append(LoggedEvent(event, raw, ev, topic, partition, offset, at))
         requests = [references(cube_id, [e.event for e in events]) for cube_id, events in logged.items()]
         states = self._prior(lake, plan, requests, cache)
         out = CubeRows()
@@ -355,7 +356,7 @@ class Materialize(beam.PTransform):  # type: ignore[type-arg]
             | "Versions" >> beam.FlatMap(lambda p: p.chunks if p is not None else ())
             | "Spread" >> beam.Reshuffle()
             | "ReadEvents" >> beam.ParDo(ReadEvents(lake), plan=batch)
-            | "ByCube" >> beam.GroupByKey()
+            # One shuffle: rows keyed by their cube's shard, so each cube's events meet in one fold.
             | "ToShards" >> beam.Map(_shard, plan=batch)
             | "ByShard" >> beam.GroupByKey()
             | "Fold" >> beam.ParDo(FoldShard(lake, self._settings.pipelines.state_cache_versions), plan=batch)
