@@ -17,7 +17,7 @@ from typing import Any
 from benchmarks._lake_bench import bench_settings, produce_workload, subprocess_env
 from pipelines.follow import run_jobs
 
-_PROFILES = {"tiny": (2_000, 20), "quick": (50_000, 250), "full": (1_000_000, 5_000)}
+_PROFILES = {"tiny": (2_000, 20), "quick": (30_000, 150), "full": (1_000_000, 5_000)}
 
 
 def run(profile: str, out_dir: Path) -> dict[str, Any]:
