@@ -54,12 +54,19 @@ def _judge(settings: Settings) -> ChatEndpoint | None:
     return OpenAIChatEndpoint(base_url=m.openai_base_url, model=m.openai_model, api_key=m.openai_api_key)
 
 
+def _remote_generator(settings: Settings) -> bool:
+    """Whether the service would answer through the OpenAI-compatible endpoint (as `build_generator`)."""
+    m = settings.models
+    return m.generator == "openai" or (m.generator == "auto" and bool(m.openai_base_url))
+
+
 def evaluate(
     *, profile: str, data: Path, settings: Settings, out_dir: Path, settings_profile: Path | None = None
 ) -> dict[str, Any]:
     """Run the LoCoMo harness with these settings (the broker they name must be reachable or local)."""
     from serving.embeddings import PACKAGED_MINILM
-    from serving.service import build_embedder
+    from serving.generation import TransformersGenerator
+    from serving.service import build_embedder, build_shelves
     from training.base_model import load_base_model
 
     if profile not in PROFILES:
@@ -76,12 +83,24 @@ def evaluate(
     state = out_dir / "state"
     with isolated_settings(settings, state) as run_settings:
         embedder = SharedDocumentVectors(build_embedder(run_settings))
-        memlake = MemlakeSystem(run_settings, embedder=embedder)
+        # memlake's scheduler counts tokens with the local generator's tokenizer, which loads the
+        # whole base model: load it once here and give the same model to the answerer.
+        shared_llm = None if _remote_generator(run_settings) else load_base_model(run_settings.models)
+        generator = (
+            None
+            if shared_llm is None
+            else TransformersGenerator(
+                lambda: shared_llm,
+                name=run_settings.models.base_llm,
+                shelves=lambda base: build_shelves(run_settings, base),
+            )
+        )
+        memlake = MemlakeSystem(run_settings, embedder=embedder, generator=generator)
         # The dense baseline is all-MiniLM-L6-v2: when memlake embeds with it too, the baseline
         # reuses the vectors of the same texts instead of encoding every turn again.
         shared = run_settings.models.embedder == PACKAGED_MINILM
         variants = []
-        if plain_policy != run_settings.serving.scheduler_policy:
+        if chosen.policy_variant and plain_policy != run_settings.serving.scheduler_policy:
             variants.append(
                 MemlakeView(memlake, name=f"memlake ({plain_policy} scheduler)", policy=plain_policy)
             )
@@ -93,7 +112,7 @@ def evaluate(
             ]
             answerer = None
             if chosen.answer_conversations != 0:
-                llm = load_base_model(run_settings.models)
+                llm = shared_llm if shared_llm is not None else load_base_model(run_settings.models)
                 answerer = LocalAnswerer(
                     llm.model,
                     llm.tokenizer,

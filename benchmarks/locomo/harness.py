@@ -58,6 +58,9 @@ class LocomoProfile:
     sessions: int | None = None
     # At most this many answered questions per conversation (the first of the selection); None: all.
     answers_limit: int | None = None
+    # Also ask the service with the default scheduler policy when the settings profile changes it
+    # (a variant row in the recall table: one more pass over every question).
+    policy_variant: bool = True
 
 
 PROFILES: dict[str, LocomoProfile] = {
@@ -68,10 +71,21 @@ PROFILES: dict[str, LocomoProfile] = {
     ),
     # `make bench`: every question of every conversation for retrieval (memlake's lead over BM25 on
     # the development split holds on all of them, not on every conversation alone: a sample would
-    # measure noise); answers for two questions per category of one conversation, and a 2k-token
-    # window for the recent-turns baseline (its context is the costliest read of the run; `full`
-    # gives it the model's whole window).
-    "quick": LocomoProfile("quick", None, None, 1, 2, recent_window_tokens=2048),
+    # measure noise); answers for four questions of one conversation, the first of each category
+    # (on the development split: one each of categories 1-4; ~10 s + ~4 s per answer on this
+    # machine: a check of the path, not a score), a 2k-token window for the recent-turns
+    # baseline (its context is the costliest read of the run; `full` gives it the model's whole
+    # window), and no default-policy variant row (`full` has it).
+    "quick": LocomoProfile(
+        "quick",
+        None,
+        None,
+        1,
+        1,
+        recent_window_tokens=2048,
+        answers_limit=4,
+        policy_variant=False,
+    ),
     "full": LocomoProfile("full", None, None, None, None, judge_runs=3),
 }
 

@@ -30,6 +30,7 @@ from memlake.settings import Settings
 
 if TYPE_CHECKING:
     from serving.embeddings import Embedder
+    from serving.generation import Generator
 
 _PRODUCT = "locomo"
 # The token budget used to read the scheduler's whole ranking (every candidate fits).
@@ -116,10 +117,13 @@ class MemlakeSystem:
         name: str = "memlake",
         policy: str | None = None,
         embedder: Embedder | None = None,
+        generator: Generator | None = None,
     ) -> None:
         self.name = name
         self._settings = settings
         self._embedder = embedder  # None: the one the settings describe
+        # None: the one the settings describe (its tokenizer counts the scheduler's token budget).
+        self._generator = generator
         self._actor = Actor.parse(actor)
         self._policy = policy  # None: the scheduler policy of the settings
         self._components: Any = None
@@ -149,7 +153,9 @@ class MemlakeSystem:
                 f"(dead letters: {progress.dead_letters}); see {self._settings.kafka.dlq_topic}"
             )
         t0 = time.perf_counter()
-        self._components = build_components(self._settings, embedder=self._embedder, embedded_pipeline=False)
+        self._components = build_components(
+            self._settings, embedder=self._embedder, generator=self._generator, embedded_pipeline=False
+        )
         # The snapshot is pinned once everything is materialised: no follow thread during the queries.
         self._components.keeper.start(follow=False)
         stages["snapshot + embed + Milvus index"] = time.perf_counter() - t0
