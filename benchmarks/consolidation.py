@@ -46,8 +46,8 @@ from memlake.model import Acl, Cube, Policy
 from memlake.settings import Settings
 from pipelines.consolidation_tables import VECTORS, VECTORS_SCHEMA, OwnTable
 
-# memories, cubes, share of new memories
-_PROFILES = {"tiny": (1_000, 10, 0.05), "quick": (100_000, 1_000, 0.01), "full": (1_000_000, 10_000, 0.01)}
+# memories, cubes, share of new memories (quick: 50,000 in 500 cubes, ~30 s of consolidation here)
+_PROFILES = {"tiny": (1_000, 10, 0.05), "quick": (50_000, 500, 0.01), "full": (1_000_000, 10_000, 0.01)}
 AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
 _TOPICS = ("tea", "chess", "paris", "rust", "jazz", "hiking", "kafka", "delta", "piano", "sushi")
 _DIM = 384
@@ -292,7 +292,8 @@ def _embedding_rate(settings: Settings, count: int) -> float:
 
     embed = minilm_embed(settings.models)
     texts = [
-        f"The user mentioned {t} while talking about item {i} yesterday." for i, t in enumerate(_TOPICS * 52)
+        f"The user mentioned {t} while talking about item {i} yesterday."
+        for i, t in enumerate((_TOPICS * (count // len(_TOPICS) + 1))[:count])
     ]
     embed(texts[:32])  # load the model outside the measurement
     began = time.perf_counter()
