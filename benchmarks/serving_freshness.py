@@ -29,8 +29,9 @@ from lake.snapshot import open_snapshot
 from lake.tables import Lake
 from memlake.errors import LakeError
 
-# writes per second, seconds of writing, read-your-writes samples
-_PROFILES = {"tiny": (2.0, 3.0, 2), "quick": (4.0, 30.0, 10), "full": (10.0, 120.0, 30)}
+# writes per second, seconds of writing, read-your-writes samples (each waits for a Beam round:
+# ~3-4 s here, so quick takes 6)
+_PROFILES = {"tiny": (2.0, 3.0, 2), "quick": (4.0, 20.0, 6), "full": (10.0, 120.0, 30)}
 
 
 def _token(i: int) -> str:
@@ -53,6 +54,8 @@ def run(profile: str, out_dir: Path) -> dict[str, Any]:
     searchable: dict[str, float] = {}
     stop = threading.Event()
     lake = Lake(settings.lake)
+    phases: dict[str, float] = {}
+    mark = time.monotonic()
     try:
         server.wait_ready()
         client = httpx.Client(base_url=server.base_url, headers=server.headers, timeout=60)
@@ -64,6 +67,7 @@ def run(profile: str, out_dir: Path) -> dict[str, Any]:
             "timeout_s": 120,
         }
         assert client.get(f"/v1/cubes/{cube}", params=params).status_code == 200
+        phases["start (server, follower, first cube)"], mark = time.monotonic() - mark, time.monotonic()
 
         def watch_lake() -> None:
             while not stop.is_set():
@@ -118,6 +122,7 @@ def run(profile: str, out_dir: Path) -> dict[str, Any]:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(searchable.keys() & written.keys()) < total:
             time.sleep(0.2)
+        phases["writes until all searchable"], mark = time.monotonic() - mark, time.monotonic()
         ryw = []
         for i in range(ryw_samples):
             t0 = time.monotonic()
@@ -129,12 +134,14 @@ def run(profile: str, out_dir: Path) -> dict[str, Any]:
             }
             client.get(f"/v1/cubes/{cube}/memories/{r['memory_id']}", params=wait).raise_for_status()
             ryw.append(time.monotonic() - t0)
+        phases["read-your-writes samples"], mark = time.monotonic() - mark, time.monotonic()
         client.close()
     finally:
         stop.set()
+        follower.send_signal(signal.SIGTERM)  # both stop at once
         server.stop()
-        follower.send_signal(signal.SIGTERM)
         follower.wait(timeout=120)
+        phases["stop"] = time.monotonic() - mark
     to_search = [searchable[t] - written[t] for t in written if t in searchable]
     to_lake = [in_lake[t] - written[t] for t in written if t in in_lake]
 
@@ -155,4 +162,5 @@ def run(profile: str, out_dir: Path) -> dict[str, Any]:
         "writes": len(written),
         "searchable": len(to_search),
         "in_lake": len(to_lake),
+        "phases_s": {k: round(v, 1) for k, v in phases.items()},
     }
