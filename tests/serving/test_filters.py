@@ -45,3 +45,5 @@ def test_milvus_expression_quotes_safely_and_skips_what_it_cannot_quote() -> Non
     assert "tags" not in risky.milvus_expression(["c1"])
     assert milvus_literal('x"y') is None
     assert milvus_literal("x y") == '"x y"'
+    assert milvus_literal("café") == '"café"'  # as written: Milvus knows no \\u escapes
+    assert milvus_literal("lone \ud800") is None

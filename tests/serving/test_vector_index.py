@@ -106,6 +106,27 @@ def test_filters_push_down(index: VectorIndex) -> None:
     assert ids(created_after=datetime.fromtimestamp(1, tz=UTC)) == {"tagged", "adapter"}
 
 
+def test_non_ascii_values_push_down_as_written(index: VectorIndex) -> None:
+    # json.dumps' default `\\u00e9` escapes are not Milvus syntax: a non-ASCII tag made a 503.
+    q = unit(8)
+    index.upsert(
+        [
+            row("c1", "fr", q, tags=("café", "1P\u00e9"), memory_type="note"),
+            row("c1", "zh", q, tags=("漢字 🎉",)),
+        ]
+    )
+    index.flush()
+
+    def ids(**kw: object) -> set[str]:
+        return {
+            h.key.memory_id for h in index.search(q, cube_ids=["c1"], expression=expr(["c1"], **kw), limit=10)
+        }
+
+    assert ids(tags_any=frozenset({"café"})) == {"fr"}
+    assert ids(tags_all=frozenset({"1P\u00e9", "café"})) == {"fr"}
+    assert ids(tags_any=frozenset({"漢字 🎉"})) == {"zh"}
+
+
 def test_delete_and_keys(index: VectorIndex) -> None:
     index.upsert([row("c1", "a", unit(5)), row("c1", "a", unit(6), version=2), row("c2", "b", unit(7))])
     index.flush()
