@@ -13,6 +13,7 @@ import pytest
 
 from infra.broker import LocalBroker
 from memlake.settings import BrokerSettings, KafkaSettings, Settings
+from streams import consumer_pool
 from streams.admin import TopicSpec, ensure_topics
 
 _REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +30,15 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("MEMLAKE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _no_kafka_clients_outlive_the_test() -> Iterator[None]:
+    """Pooled Kafka clients (streams.consumer_pool) are closed after every test: one kept past a
+    test whose broker then stops keeps reconnecting in its own thread, with random back-off,
+    and Hypothesis refuses tests during which the global `random` state moves."""
+    yield
+    consumer_pool.close_all()
 
 
 @pytest.fixture(scope="session")
