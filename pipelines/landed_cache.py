@@ -36,7 +36,8 @@ class LandedEvents:
     def __len__(self) -> int:
         return len(self._events)
 
-    def keys(self) -> list[Key]:
+    def pending(self) -> list[Key]:
+        """The keys of events landed and not taken yet."""
         with self._lock:
             return list(self._events)
 
