@@ -54,9 +54,11 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
     local = LocalBroker(settings.broker)
     status = local.status()
     print(status)
-    # The configured cluster may be the local broker or an existing one (MEMLAKE_KAFKA_BOOTSTRAP).
-    if not status.running and settings.kafka.bootstrap != local.bootstrap:
-        print(f"local broker not running; memlake writes to {settings.kafka.bootstrap}")
+    # The configured cluster may be the local broker or an existing one (MEMLAKE_KAFKA_BOOTSTRAP):
+    # say which, whether or not a local broker happens to run too.
+    if settings.kafka.bootstrap != local.bootstrap:
+        local_state = "running, not used" if status.running else "not running"
+        print(f"local broker {local_state}; memlake writes to {settings.kafka.bootstrap}")
     elif not status.running:
         return 3
     from streams.admin import describe_topics
