@@ -97,9 +97,7 @@ def _in_buckets(cube_ids: Sequence[str], buckets: int) -> tuple[pc.Expression, s
     return expression, sql_in("bucket", numbers)
 
 
-def judged_events(
-    lake: Lake, cut: Cut, requests: Sequence[StateRequest]
-) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+def judged_events(lake: Lake, cut: Cut, requests: Sequence[StateRequest]) -> Judged:
     """Of the batch's event ids, those each cube has applied, and refused, as of `cut`."""
     applied: dict[str, set[str]] = defaultdict(set)
     refused: dict[str, set[str]] = defaultdict(set)
@@ -130,8 +128,16 @@ def judged_events(
     return applied, refused
 
 
+Judged = tuple[dict[str, set[str]], dict[str, set[str]]]  # applied, refused ids per cube
+
+
 def load_states(
-    lake: Lake, cut: Cut, requests: Sequence[StateRequest], *, whole_up_to: int = 0
+    lake: Lake,
+    cut: Cut,
+    requests: Sequence[StateRequest],
+    *,
+    whole_up_to: int = 0,
+    judged: Judged | None = None,
 ) -> dict[str, LoadedState]:
     """Prior states of the requested cubes as of `cut` (empty states where nothing exists).
 
@@ -210,7 +216,8 @@ def load_states(
         ):
             cube_history[cube_id].append((version, cube_from_json(value)))
 
-    applied, refused = judged_events(lake, cut, requests)
+    # `judged`: looked up already by a caller that needs it for more cubes than these.
+    applied, refused = judged if judged is not None else judged_events(lake, cut, requests)
     out: dict[str, LoadedState] = {}
     for request in requests:
         cid = request.cube_id

@@ -223,14 +223,16 @@ class FoldShard(beam.DoFn):
             return load_states(lake, plan.cut, requests)
         kept = {r.cube_id: cache.get(r.cube_id, plan.cut.watermark) for r in requests}
         hits = [r for r in requests if kept[r.cube_id] is not None]
+        # One lookup of the batch's judged ids, for kept and read cubes alike.
+        applied, refused = judged = judged_events(lake, plan.cut, requests)
         # A cube small enough to keep is read whole once; later batches take it from the cache.
         states = load_states(
             lake,
             plan.cut,
             [r for r in requests if kept[r.cube_id] is None],
             whole_up_to=self._cache_versions // 16,
+            judged=judged,
         )
-        applied, refused = judged_events(lake, plan.cut, hits)
         for request in hits:
             found = kept[request.cube_id]
             assert found is not None

@@ -90,9 +90,7 @@ class StateCache:
 
     def put(self, cube_id: str, kept: KeptState) -> None:
         with self._lock:
-            old = self._kept.pop(cube_id, None)
-            if old is not None:
-                self._held -= old.versions
+            self._drop(cube_id)
             if kept.versions > self.max_versions:
                 return
             self._kept[cube_id] = kept
@@ -103,14 +101,12 @@ class StateCache:
 
     def forget(self, cube_id: str) -> None:
         with self._lock:
-            old = self._kept.pop(cube_id, None)
-            if old is not None:
-                self._held -= old.versions
+            self._drop(cube_id)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._kept.clear()
-            self._held = 0
+    def _drop(self, cube_id: str) -> None:
+        old = self._kept.pop(cube_id, None)
+        if old is not None:
+            self._held -= old.versions
 
 
 _CACHES: dict[str, StateCache] = {}
