@@ -31,6 +31,7 @@ from lake.schemas import DERIVED_TABLES
 from lake.tables import Lake
 from memlake.errors import LakeError
 from memlake.settings import Settings
+from pipelines.heap import batch_heap
 from pipelines.land import Land, plan_land
 from pipelines.materialize import Materialize
 from pipelines.options import metric, pipeline_options
@@ -99,7 +100,20 @@ def run_jobs(
     report: Callable[[Progress], None] = lambda _: None,
 ) -> Progress:
     """Land and materialize until caught up (or, following, until `stop` is set)."""
-    stop = stop or threading.Event()
+    with batch_heap():
+        return _run_jobs(
+            settings, follow=follow, stop=stop or threading.Event(), beam_args=beam_args, report=report
+        )
+
+
+def _run_jobs(
+    settings: Settings,
+    *,
+    follow: bool,
+    stop: threading.Event,
+    beam_args: Sequence[str],
+    report: Callable[[Progress], None],
+) -> Progress:
     progress = Progress(started=time.monotonic())
     lake = Lake(settings.lake)
     lake.ensure_all()

@@ -13,7 +13,7 @@ offset) but never lose one; the events themselves land exactly once.
 
 from __future__ import annotations
 
-__all__ = ["Land", "LandResult", "plan_land", "run_land"]
+__all__ = ["Land", "LandResult", "RawRecord", "plan_land", "run_land"]
 
 import math
 from collections.abc import Iterator, Sequence
@@ -39,6 +39,10 @@ from streams.triage import triage
 
 _NS = "memlake.land"
 _RECORDS_PER_GROUP = 20_000
+# A record between read and triage: (topic, partition, offset, key, value, timestamp ms).
+# Plain tuples, because Beam sizes the first elements of every bundle by encoding
+# them, and a dataclass record is pickled one by one (a second per 40k records here).
+RawRecord = tuple[str, int, int, bytes | None, bytes | None, int]
 
 
 @dataclass(frozen=True)
@@ -67,15 +71,15 @@ class ReadRanges(beam.DoFn):
         self._timeout_s = timeout_s
         self._records = Metrics.counter(_NS, "records")
 
-    def _read(self, span: OffsetRange) -> list[list[Record]]:
-        chunks: list[list[Record]] = [[]]
-        for record in read_range(self._kafka, span, timeout_s=self._timeout_s, check_crcs=_crc32c_in_c()):
+    def _read(self, span: OffsetRange) -> list[list[RawRecord]]:
+        chunks: list[list[RawRecord]] = [[]]
+        for r in read_range(self._kafka, span, timeout_s=self._timeout_s, check_crcs=_crc32c_in_c()):
             if len(chunks[-1]) >= self._chunk:
                 chunks.append([])
-            chunks[-1].append(record)
+            chunks[-1].append((r.topic, r.partition, r.offset, r.key, r.value, r.timestamp_ms))
         return [c for c in chunks if c]
 
-    def process(self, spans: list[OffsetRange]) -> Iterator[list[Record]]:
+    def process(self, spans: list[OffsetRange]) -> Iterator[list[RawRecord]]:
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(spans)))) as pool:
             for chunks in pool.map(self._read, spans):
                 for chunk in chunks:
@@ -91,8 +95,8 @@ class Triage(beam.DoFn):
     def __init__(self) -> None:
         self._dead = Metrics.counter(_NS, "dead_letters")
 
-    def process(self, records: list[Record]) -> Iterator[Any]:
-        good, bad = triage(records, stage="land")
+    def process(self, raw: list[RawRecord]) -> Iterator[Any]:
+        good, bad = triage((Record(*r) for r in raw), stage="land")
         landed = landed_events()
         rows = []
         for record, event in good:

@@ -22,6 +22,7 @@ from lake.schemas import DERIVED_TABLES, TABLES
 from lake.snapshot import find_cut
 from lake.tables import Lake
 from memlake.settings import Settings
+from pipelines.heap import batch_heap
 from pipelines.land import run_land
 from pipelines.materialize import run_materialize
 from streams.reader import OffsetRange, end_offsets, start_offsets
@@ -62,6 +63,19 @@ def run_rebuild(
     progress: Callable[[str], None] = lambda _: None,
 ) -> RebuildResult:
     """Rebuild every table from the log into `into` (default: a folder under the lake root)."""
+    with batch_heap():
+        return _rebuild(settings, into=into, verify=verify, keep=keep, beam_args=beam_args, progress=progress)
+
+
+def _rebuild(
+    settings: Settings,
+    *,
+    into: str | None,
+    verify: bool,
+    keep: bool,
+    beam_args: Sequence[str],
+    progress: Callable[[str], None],
+) -> RebuildResult:
     began = time.monotonic()
     live = Lake(settings.lake)
     live.ensure_all()

@@ -14,15 +14,15 @@ from lake.state import LoadedState
 from memlake.events import serialize_event
 from memlake.fold import CubeState
 from pipelines.folding import LoggedEvent, fold_cube
-from pipelines.land import Triage
-from streams.reader import Record
+from pipelines.land import RawRecord, Triage
 from tests.pipelines.helpers import pure_fold
 
 _AT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _records(values: list[tuple[bytes | None, bytes]]) -> list[Record]:
-    return [Record("t", 0, i, key, value, 1_767_225_600_000 + i) for i, (key, value) in enumerate(values)]
+def _records(values: list[tuple[bytes | None, bytes]]) -> list[RawRecord]:
+    # Read hands triage plain tuples, in `Record`'s field order.
+    return [("t", 0, i, key, value, 1_767_225_600_000 + i) for i, (key, value) in enumerate(values)]
 
 
 def test_triage_splits_valid_events_from_dead_letters() -> None:
