@@ -11,12 +11,13 @@ from __future__ import annotations
 __all__ = ["Lake", "land_app_id", "materialize_app_id", "WATERMARK_KEY", "EVENTS_KEY"]
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from lake.heads import table_heads
 from lake.schemas import TABLES, TableSpec, spec
 from memlake.errors import ConfigError, LakeError
 from memlake.settings import LakeSettings
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 WATERMARK_KEY = "memlake.watermark"
 EVENTS_KEY = "memlake.events"
 OFFSETS_KEY = "memlake.offsets"
+T = TypeVar("T")
 
 
 def land_app_id(topic: str, partition: int) -> str:
@@ -137,15 +139,23 @@ class Lake:
     def spec(self, name: str) -> TableSpec:
         return spec(name)
 
-    def version(self, name: str) -> int:
+    def _read_head(self, name: str, read: Callable[[DeltaTable], T]) -> T:
+        """`read` on the table's newest version, opened once per process (lake.heads)."""
+        self.ensure(name)
         with delta_errors(name):
-            return int(self.table(name).version())
+            return table_heads().read(self.uri(name), self.storage_options, read)
+
+    def version(self, name: str) -> int:
+        return self._read_head(name, lambda dt: int(dt.version()))
 
     def watermark(self, name: str, *, dt: DeltaTable | None = None) -> int:
         """The last events-table version a derived table reflects (-1 for none)."""
-        dt = dt or self.table(name)
-        with delta_errors(name):
-            value = dt.transaction_version(materialize_app_id(name))
+        app = materialize_app_id(name)
+        if dt is None:
+            value = self._read_head(name, lambda head: head.transaction_version(app))
+        else:
+            with delta_errors(name):
+                value = dt.transaction_version(app)
         return -1 if value is None else int(value)
 
     def watermarks(self, names: Iterable[str]) -> dict[str, int]:
@@ -155,14 +165,19 @@ class Lake:
         self, topic: str, partitions: Iterable[int], *, dt: DeltaTable | None = None
     ) -> dict[int, int]:
         """The last offset landed per partition (absent: nothing landed yet)."""
-        dt = dt or self.table("events")
-        out: dict[int, int] = {}
-        with delta_errors("events"):
+
+        def stored(table: DeltaTable) -> dict[int, int]:
+            out: dict[int, int] = {}
             for partition in partitions:
-                value = dt.transaction_version(land_app_id(topic, partition))
+                value = table.transaction_version(land_app_id(topic, partition))
                 if value is not None:
                     out[partition] = int(value)
-        return out
+            return out
+
+        if dt is None:
+            return self._read_head("events", stored)
+        with delta_errors("events"):
+            return stored(dt)
 
     def commit_log(self, name: str, *, limit: int | None = None) -> list[dict[str, Any]]:
         """The table's commits, newest first, with memlake's metadata decoded."""

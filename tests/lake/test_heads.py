@@ -1,0 +1,54 @@
+"""Tables kept open for log reads: always the newest version, bounded, per process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+
+from lake.heads import TableHeads
+
+
+def _append(uri: str, n: int, *, app: str | None = None, version: int = 0) -> None:
+    props = CommitProperties(app_transactions=[Transaction(app, version)]) if app else None
+    write_deltalake(uri, pa.table({"x": list(range(n))}), mode="append", commit_properties=props)
+
+
+def test_reads_follow_every_new_commit(tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    _append(uri, 1)
+    heads = TableHeads()
+    assert heads.read(uri, None, lambda dt: dt.version()) == 0
+    _append(uri, 2, app="materialize:t", version=7)
+    _append(uri, 3)
+    # Brought up to date, and equal to what a freshly opened table says.
+    assert heads.read(uri, None, lambda dt: dt.version()) == 2 == DeltaTable(uri).version()
+    assert heads.read(uri, None, lambda dt: dt.transaction_version("materialize:t")) == 7
+
+
+def test_keeps_at_most_its_bound(tmp_path: Path) -> None:
+    heads = TableHeads(keep=2)
+    uris = [str(tmp_path / f"t{i}") for i in range(4)]
+    for uri in uris:
+        _append(uri, 1)
+        heads.read(uri, None, lambda dt: dt.version())
+    assert len(heads) == 2
+    # One dropped is opened again when asked for.
+    assert heads.read(uris[0], None, lambda dt: dt.version()) == 0
+
+
+def test_a_failed_read_drops_the_table(tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    _append(uri, 1)
+    heads = TableHeads()
+    heads.read(uri, None, lambda dt: dt.version())
+
+    def boom(_: DeltaTable) -> int:
+        raise RuntimeError("read failed")
+
+    with pytest.raises(RuntimeError):
+        heads.read(uri, None, boom)
+    assert len(heads) == 0
+    assert heads.read(uri, None, lambda dt: dt.version()) == 0
