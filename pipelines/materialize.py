@@ -28,6 +28,7 @@ __all__ = ["Materialize", "MaterializePlan", "MaterializeResult", "plan_material
 import zlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,9 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics.metric import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from lake.scan import scan, without_views
 from lake.schemas import DERIVED_TABLES, EVENTS, STATE_TABLES
@@ -310,31 +314,53 @@ def _unreadable(error: InvalidEventError, cube_id: str, row: Row) -> dict[str, A
 
 
 class CommitTables(beam.DoFn):
-    """(table, rows of every shard) -> one commit of that table at the batch's watermark."""
+    """(table, rows of every shard) -> one commit of that table at the batch's watermark.
+
+    The tables of one bundle commit concurrently, at the bundle's end: each is its
+    own Delta commit with its own watermark (a crash between them is repaired like
+    any other), and delta-rs writes without holding the GIL, so a micro-batch's
+    commits take about as long as its largest one.
+    """
 
     def __init__(self, lake: LakeSettings) -> None:
         self._lake = lake
         self._commits = Metrics.counter(_NS, "commits")
+        self._pending: list[tuple[str, list[pa.Table], bool]] = []
+        self._plan: MaterializePlan | None = None
+
+    def start_bundle(self) -> None:
+        self._pending, self._plan = [], None
 
     def process(
         self,
         element: tuple[str, tuple[list[Any], list[tuple[pa.Table, bool]]]],
         plan: MaterializePlan | None,
-    ) -> Iterator[CommitResult]:
+    ) -> None:
         if plan is None:
             return
         name, (_, parts) = element
-        result = commit_table(
-            Lake(self._lake),
-            name,
-            [table for table, _ in parts],
-            watermark=plan.end,
-            overwrite=plan.refold,
-            rewrites=any(flag for _, flag in parts),
+        self._plan = plan
+        self._pending.append((name, [table for table, _ in parts], any(flag for _, flag in parts)))
+
+    def _commit(self, name: str, parts: list[pa.Table], rewrites: bool) -> CommitResult:
+        plan = self._plan
+        assert plan is not None
+        return commit_table(
+            Lake(self._lake), name, parts, watermark=plan.end, overwrite=plan.refold, rewrites=rewrites
         )
-        if not result.skipped:
-            self._commits.inc()
-        yield result
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        if not self._pending:
+            return
+        with ThreadPoolExecutor(max_workers=len(self._pending)) as pool:
+            # Every commit is awaited before any failure is raised: none is left running.
+            futures = [pool.submit(self._commit, *pending) for pending in self._pending]
+            results = [future.result() for future in futures]
+        self._pending = []
+        for result in results:
+            if not result.skipped:
+                self._commits.inc()
+            yield WindowedValue(result, MIN_TIMESTAMP, (GlobalWindow(),))
 
 
 class Materialize(beam.PTransform):  # type: ignore[type-arg]
