@@ -24,7 +24,6 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.transforms import combiners
 
 from lake.maintenance import checkpoint, compact
 from lake.schemas import DERIVED_TABLES
@@ -72,9 +71,10 @@ class LandThenMaterialize(beam.PTransform):  # type: ignore[type-arg]
         self._settings = settings
 
     def expand(self, pbegin: Any) -> Any:
+        # Land yields exactly one result per batch, once it has committed (or found
+        # nothing to land): materialize plans after it.
         landed = pbegin | "Land" >> Land(self._settings)
-        # One element once land has committed (or found nothing): materialize plans after it.
-        return landed | "Landed" >> combiners.ToList() | "Materialize" >> Materialize(self._settings)
+        return landed | "Materialize" >> Materialize(self._settings)
 
 
 def _watermark(result: Any) -> int | None:

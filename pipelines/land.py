@@ -24,7 +24,6 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.metrics.metric import Metrics
-from apache_beam.transforms import combiners
 
 from lake.rows import event_row, to_table
 from lake.schemas import EVENTS
@@ -117,45 +116,44 @@ class Triage(beam.DoFn):
             yield beam.pvalue.TaggedOutput(self.DEAD, letter)
 
 
-class SendDeadLetters(beam.DoFn):
-    """All of the batch's dead letters -> the dead-letter topic; yields how many were confirmed."""
-
-    def __init__(self, kafka: KafkaSettings, *, send: bool = True) -> None:
-        self._kafka = kafka
-        self._send = send
-
-    def process(self, letters: list[DeadLetter]) -> Iterator[int]:
-        if not letters or not self._send:
-            # A rebuild reads records that were dead-lettered already: it only counts them.
-            yield 0
-            return
-        ordered = sorted(letters, key=lambda d: (d.source_partition or 0, d.source_offset or 0))
-        with DeadLetterWriter(self._kafka) as writer:
-            yield writer.send(ordered)
-
-
 class CommitEvents(beam.DoFn):
-    """Every table of the batch -> one Delta commit with a transaction id per partition.
+    """The batch's ranges, with every table and dead letter of it -> dead letters sent, then
+    one Delta commit with a transaction id per partition.
 
     Yields one result even when there was nothing to land, so that a step after
-    it (materialize, in the same graph) runs once per batch either way.
+    it (materialize, in the same graph) runs once per batch either way. Tables
+    and dead letters come as side inputs: the one ranges element is always
+    there, and no combining step (two stages each under the DirectRunner) is paid.
     """
 
-    def __init__(self, lake: LakeSettings, topic: str) -> None:
+    def __init__(self, lake: LakeSettings, kafka: KafkaSettings, *, send_dead_letters: bool = True) -> None:
         self._lake = lake
-        self._topic = topic
+        self._kafka = kafka
+        self._send = send_dead_letters
         self._landed = Metrics.counter(_NS, "events")
 
+    def _send_dead_letters(self, letters: list[DeadLetter]) -> None:
+        # Sent and confirmed before the commit: a crash can send one twice (each
+        # carries its source offset), never lose one. A rebuild reads records that
+        # were dead-lettered already: it sends nothing.
+        if letters and self._send:
+            ordered = sorted(letters, key=lambda d: (d.source_partition or 0, d.source_offset or 0))
+            with DeadLetterWriter(self._kafka) as writer:
+                writer.send(ordered)
+
     def process(
-        self, tables: list[pa.Table], dead_letters_sent: int, ranges: tuple[OffsetRange, ...]
+        self, ranges: tuple[OffsetRange, ...], tables: list[pa.Table], letters: list[DeadLetter]
     ) -> Iterator[CommitResult]:
         if not ranges:
             yield CommitResult("events", 0, None, "nothing new in the topic")
             return
+        self._send_dead_letters(letters)
         offsets = {r.partition: r.end - 1 for r in ranges}
         parts = [t for t in tables if t.num_rows]
         data = pa.concat_tables(parts) if parts else EVENTS.schema.empty_table()
-        result = TableWriter(Lake(self._lake)).commit_events(data, topic=self._topic, offsets=offsets)
+        result = TableWriter(Lake(self._lake)).commit_events(
+            data, topic=self._kafka.events_topic, offsets=offsets
+        )
         self._landed.inc(result.rows)
         yield result
 
@@ -204,20 +202,10 @@ class Land(beam.PTransform):  # type: ignore[type-arg]
             | "Read" >> beam.ParDo(ReadRanges(s.kafka, timeout_s=s.pipelines.read_timeout_s))
         )
         triaged = chunks | "Triage" >> beam.ParDo(Triage()).with_outputs(Triage.DEAD, main="events")
-        sent = (
-            triaged[Triage.DEAD]
-            | "CollectDeadLetters" >> combiners.ToList()
-            | "SendDeadLetters" >> beam.ParDo(SendDeadLetters(s.kafka, send=self._send))
-        )
-        return (
-            triaged["events"]
-            | "CollectEvents" >> combiners.ToList()
-            | "Commit"
-            >> beam.ParDo(
-                CommitEvents(s.lake, s.kafka.events_topic),
-                dead_letters_sent=beam.pvalue.AsSingleton(sent),
-                ranges=beam.pvalue.AsSingleton(ranges),
-            )
+        return ranges | "Commit" >> beam.ParDo(
+            CommitEvents(s.lake, s.kafka, send_dead_letters=self._send),
+            tables=beam.pvalue.AsList(triaged["events"]),
+            letters=beam.pvalue.AsList(triaged[Triage.DEAD]),
         )
 
 

@@ -390,7 +390,10 @@ class Materialize(beam.PTransform):  # type: ignore[type-arg]
             | "Fold" >> beam.ParDo(FoldShard(lake, self._settings.pipelines.state_cache_versions), plan=batch)
         )
         # Every table commits, even with no rows: its watermark must move with the batch.
-        tables = start.pipeline | "Tables" >> beam.Create([(name, None) for name in DERIVED_TABLES])
+        # Seeded from the plan, not by a `Create` (two more stages per batch under the DirectRunner).
+        tables = plan | "Tables" >> beam.FlatMap(
+            lambda p: [(name, None) for name in DERIVED_TABLES] if p else []
+        )
         return (
             {"table": tables, "rows": rows}
             | "ByTable" >> beam.CoGroupByKey()
