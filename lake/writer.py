@@ -121,12 +121,13 @@ class TableWriter:
         data: pa.Table,
         *,
         watermark: int,
-        how: Literal["auto", "merge", "overwrite"] = "auto",
+        how: Literal["auto", "merge", "insert", "overwrite"] = "auto",
     ) -> CommitResult:
         """Write one batch of a derived table, tagged with the events version it reflects.
 
         `auto` writes the table's own way (append, upsert or counter MERGE); `merge`
-        forces an upsert by key (an erasure rewriting past versions); `overwrite`
+        forces an upsert by key (an erasure rewriting past versions); `insert` appends
+        to an upsert table rows whose keys the caller knows it lacks; `overwrite`
         replaces the whole table (a full refold). Skipped when the table already
         reflects `watermark` or later.
         """
@@ -146,7 +147,7 @@ class TableWriter:
         with delta_errors(name):
             if how == "overwrite":
                 write_deltalake(dt, data, mode="overwrite", commit_properties=properties)
-            elif data.num_rows == 0 or (table.mode == "append" and how == "auto"):
+            elif data.num_rows == 0 or how == "insert" or (table.mode == "append" and how == "auto"):
                 # An empty commit still moves the watermark: the batch is done for this table.
                 write_deltalake(dt, data, mode="append", commit_properties=properties)
             elif table.mode == "counter":

@@ -9,7 +9,7 @@ states, which are right whatever the table held before.
 
 from __future__ import annotations
 
-__all__ = ["rows_table", "commit_table", "EV_FIELD"]
+__all__ = ["rows_table", "commit_table", "combined", "EV_FIELD", "RowsKind"]
 
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -23,6 +23,18 @@ from lake.writer import CommitResult, TableWriter
 from pipelines.folding import EV
 
 EV_FIELD = pa.field(EV, pa.int64())
+
+# What a fold's rows do to their table: `auto` (its own way), `merge` (they rewrite rows
+# already there: an erasure) or `insert` (upsert rows of keys absent at the batch's cut).
+RowsKind = Literal["auto", "merge", "insert"]
+
+
+def combined(kinds: Iterable[RowsKind]) -> RowsKind:
+    """The kind of several shards' rows of one table: any merge merges; all inserts insert."""
+    found = set(kinds)
+    if "merge" in found:
+        return "merge"
+    return "insert" if found == {"insert"} else "auto"
 
 
 def _schema(name: str) -> pa.Schema:
@@ -58,9 +70,15 @@ def commit_table(
     *,
     watermark: int,
     overwrite: bool = False,
-    rewrites: bool = False,
+    kind: RowsKind = "auto",
+    cut: int = -1,
 ) -> CommitResult:
-    """Commit one batch of one derived table: the rows it still lacks, tagged `watermark`."""
+    """Commit one batch of one derived table: the rows it still lacks, tagged `watermark`.
+
+    Rows of kind `insert` are appended, without a MERGE (about 8x cheaper here), only while
+    the table is exactly at the batch's `cut`: then none of their keys is in it. A table
+    past the cut (a crash between two tables' commits) upserts them as usual.
+    """
     table = spec(name)
     schema = _schema(name)
     tables = [p for p in parts if p.num_rows]
@@ -74,7 +92,7 @@ def commit_table(
         data = data.drop_columns([EV])
     if table.mode == "counter":
         data = _aggregate_counts(name, data)
-    how: Literal["auto", "merge", "overwrite"] = (
-        "overwrite" if overwrite else ("merge" if rewrites else "auto")
-    )
+    how: Literal["auto", "merge", "insert", "overwrite"] = "overwrite" if overwrite else kind
+    if how == "insert" and current != cut:
+        how = "auto"
     return TableWriter(lake).commit_derived(name, data, watermark=watermark, how=how)

@@ -53,6 +53,8 @@ class CubeRows:
     memories: list[dict[str, Any]] = field(default_factory=list)
     memory_versions: list[dict[str, Any]] = field(default_factory=list)
     rewrites_history: bool = False  # an erasure changed versions already in the lake
+    # A `memories` row changes a memory the prior state held (else every row is a new key).
+    updates_memories: bool = False
     cubes: list[dict[str, Any]] = field(default_factory=list)
     cube_versions: list[dict[str, Any]] = field(default_factory=list)
     usage: list[dict[str, Any]] = field(default_factory=list)
@@ -115,6 +117,9 @@ def fold_cube(
         old = prior.memories.get(memory_id)
         if old is not memory and old != memory:
             rows.memories.append(row_of(memory))
+            # The prior state holds every memory the events name, so absent there is absent
+            # from the lake at the cut.
+            rows.updates_memories |= old is not None
 
     for memory_id, versions in state.history.items():
         before = loaded.loaded_history.get(memory_id, ())

@@ -50,7 +50,7 @@ from lake.writer import CommitResult
 from memlake.errors import InvalidEventError, LakeError
 from memlake.events import parse_event
 from memlake.settings import LakeSettings, Settings
-from pipelines.derived import commit_table, rows_table
+from pipelines.derived import RowsKind, combined, commit_table, rows_table
 from pipelines.folding import EV, CubeRows, LoggedEvent, fold_cube
 from pipelines.landed_cache import landed_events
 from pipelines.options import metric, pipeline_options
@@ -246,7 +246,7 @@ class FoldShard(beam.DoFn):
 
     def process(
         self, element: tuple[int, Any], plan: MaterializePlan
-    ) -> Iterator[tuple[str, tuple[pa.Table, bool]]]:
+    ) -> Iterator[tuple[str, tuple[pa.Table, RowsKind]]]:
         _, groups = element
         lake = Lake(self._lake)
         # A refold reads every event once: nothing to keep for a next batch.
@@ -287,12 +287,16 @@ class FoldShard(beam.DoFn):
             for name in DERIVED_TABLES:
                 out.table(name).extend(rows.table(name))
             out.rewrites_history |= rows.rewrites_history
+            out.updates_memories |= rows.updates_memories
             self._applied.inc(rows.applied)
             self._rejected.inc(len(rows.rejected))
             self._duplicates.inc(rows.duplicates)
+        kinds: dict[str, RowsKind] = {
+            "memory_versions": "merge" if out.rewrites_history else "auto",
+            "memories": "auto" if out.updates_memories else "insert",
+        }
         for name in DERIVED_TABLES:
-            rewrites = out.rewrites_history and name == "memory_versions"
-            yield name, (rows_table(name, out.table(name)), rewrites)
+            yield name, (rows_table(name, out.table(name)), kinds.get(name, "auto"))
 
 
 def _unreadable(error: InvalidEventError, cube_id: str, row: Row) -> dict[str, Any]:
@@ -325,7 +329,7 @@ class CommitTables(beam.DoFn):
     def __init__(self, lake: LakeSettings) -> None:
         self._lake = lake
         self._commits = Metrics.counter(_NS, "commits")
-        self._pending: list[tuple[str, list[pa.Table], bool]] = []
+        self._pending: list[tuple[str, list[pa.Table], RowsKind]] = []
         self._plan: MaterializePlan | None = None
 
     def start_bundle(self) -> None:
@@ -333,20 +337,26 @@ class CommitTables(beam.DoFn):
 
     def process(
         self,
-        element: tuple[str, tuple[list[Any], list[tuple[pa.Table, bool]]]],
+        element: tuple[str, tuple[list[Any], list[tuple[pa.Table, RowsKind]]]],
         plan: MaterializePlan | None,
     ) -> None:
         if plan is None:
             return
         name, (_, parts) = element
         self._plan = plan
-        self._pending.append((name, [table for table, _ in parts], any(flag for _, flag in parts)))
+        self._pending.append((name, [table for table, _ in parts], combined(kind for _, kind in parts)))
 
-    def _commit(self, name: str, parts: list[pa.Table], rewrites: bool) -> CommitResult:
+    def _commit(self, name: str, parts: list[pa.Table], kind: RowsKind) -> CommitResult:
         plan = self._plan
         assert plan is not None
         return commit_table(
-            Lake(self._lake), name, parts, watermark=plan.end, overwrite=plan.refold, rewrites=rewrites
+            Lake(self._lake),
+            name,
+            parts,
+            watermark=plan.end,
+            overwrite=plan.refold,
+            kind=kind,
+            cut=plan.cut.watermark,
         )
 
     def finish_bundle(self) -> Iterator[WindowedValue]:

@@ -1,0 +1,92 @@
+"""From fold rows to commits: upsert rows of new keys are appended only while the table
+is exactly at the batch's cut; anywhere else they are merged, and no key is ever doubled."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.compute as pc
+
+from lake.scan import scan
+from lake.schemas import spec
+from lake.state import LoadedState
+from lake.tables import Lake
+from memlake.events import Event, serialize_event
+from memlake.fold import CubeState, fold
+from memlake.settings import LakeSettings
+from pipelines.derived import combined, commit_table, rows_table
+from pipelines.folding import CubeRows, LoggedEvent, fold_cube
+from tests.memlake import builders as b
+
+_AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _logged(events: list[Event], *, version: int) -> list[LoggedEvent]:
+    return [
+        LoggedEvent(e, serialize_event(e).decode(), version, "t", 0, i, _AT) for i, e in enumerate(events)
+    ]
+
+
+def _fold(prior: CubeState, events: list[Event], *, version: int) -> CubeRows:
+    loaded = LoadedState(prior, dict(prior.history), complete=True)
+    return fold_cube(loaded, _logged(events, version=version), buckets=4)
+
+
+def _last_operation(lake: Lake) -> str:
+    return str(lake.table("memories").history(1)[0]["operation"])
+
+
+def test_shards_rows_combine_to_merge_if_any_merges_and_insert_only_if_all_insert() -> None:
+    assert combined(["insert", "insert"]) == "insert"
+    assert combined(["insert", "auto"]) == "auto"
+    assert combined(["auto", "merge", "insert"]) == "merge"
+
+
+def test_the_fold_says_whether_its_memory_rows_change_memories_it_held() -> None:
+    clock = b.Clock()
+    first = [b.created(at=clock()), b.added("m1", at=clock()), b.added("m2", at=clock())]
+    adds = _fold(CubeState(), first, version=1)
+    assert len(adds.memories) == 2
+    assert not adds.updates_memories
+    prior = fold(CubeState(), first).state
+    # A memory added and changed within one batch is still a new key.
+    later = [b.added("m3", at=clock()), b.updated("m3", at=clock(), tags=["x"])]
+    assert not _fold(prior, later, version=2).updates_memories
+    assert _fold(prior, [b.updated("m1", at=clock(), tags=["x"])], version=2).updates_memories
+
+
+def test_new_keys_are_appended_at_the_cut_and_merged_past_it(tmp_path: Path) -> None:
+    lake = Lake(LakeSettings(root=str(tmp_path / "lake")))
+    clock = b.Clock()
+    first = [b.created(at=clock()), b.added("m1", at=clock())]
+    rows = _fold(CubeState(), first, version=1)
+    commit_table(
+        lake, "memories", [rows_table("memories", rows.memories)], watermark=1, kind="insert", cut=-1
+    )
+    assert _last_operation(lake) == "WRITE"
+
+    prior = fold(CubeState(), first).state
+    second = _fold(prior, [b.added("m2", at=clock())], version=2)
+    assert not second.updates_memories
+    # The table is at events version 1; a batch whose cut is 0 (say a crash left the
+    # others behind) must not append: m2's row could be there already.
+    commit_table(
+        lake, "memories", [rows_table("memories", second.memories)], watermark=2, kind="insert", cut=0
+    )
+    assert _last_operation(lake) == "MERGE"
+    # Replayed from the same cut after a crash that left memories ahead: merged again, not doubled.
+    commit_table(
+        lake, "memories", [rows_table("memories", second.memories)], watermark=3, kind="insert", cut=1
+    )
+    assert _last_operation(lake) == "MERGE"
+    # At its cut, a batch of new keys is appended.
+    third = _fold(fold(prior, [b.added("m2", at=clock())]).state, [b.added("m3", at=clock())], version=4)
+    commit_table(
+        lake, "memories", [rows_table("memories", third.memories)], watermark=4, kind="insert", cut=3
+    )
+    assert _last_operation(lake) == "WRITE"
+
+    ids = scan(lake.table("memories"), spec("memories"), columns=["memory_id"]).column("memory_id")
+    assert sorted(ids.to_pylist()) == ["m1", "m2", "m3"]
+    assert pc.count_distinct(ids).as_py() == 3
