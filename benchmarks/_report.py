@@ -77,8 +77,8 @@ def _summary_row(outcome: Outcome) -> str:
     )
 
 
-def _section(outcome: Outcome) -> list[str]:
-    lines = [f"## {outcome.name}", ""]
+def _section(outcome: Outcome, suffix: str = "") -> list[str]:
+    lines = [f"## {outcome.name}{suffix}", ""]
     lines += [
         f"Measured {outcome.started_at} with {_command(outcome)}; wall time {_minutes(outcome.wall_s)}; "
         f"load average at start (1 min) {format_value(outcome.load_average)}; status **{outcome.status}**.",
@@ -110,8 +110,10 @@ def render_benchmarks_md(
     machine: Mapping[str, object],
     versions: Mapping[str, str],
     missing: Sequence[str] = (),
+    larger: Sequence[Outcome] = (),
 ) -> str:
-    """The whole file: machine, versions, a summary row per outcome, then one section each."""
+    """The whole file: machine, versions, a summary row per outcome, then one section each;
+    then `larger`, results of the `full` profile's sizes run one by one, the same way."""
     total = sum(o.wall_s for o in outcomes if not math.isnan(o.wall_s))
     lines = [
         "# Benchmarks",
@@ -161,6 +163,21 @@ def render_benchmarks_md(
     ]
     for outcome in outcomes:
         lines += _section(outcome)
+    if larger:
+        lines += [
+            "# Larger sizes (profile full)",
+            "",
+            "Benchmarks run one by one with `--profile full` (the sizes the issues name: 100k memories, "
+            "1M events), from `benchmarks/results/full/`.",
+            "",
+            "| benchmark | status | measured (UTC) | wall time | load average at start (1 min) "
+            "| ratios against the same-run baseline |",
+            "|---|---|---|---|---|---|",
+            *(_summary_row(o) for o in larger),
+            "",
+        ]
+        for outcome in larger:
+            lines += _section(outcome, " (full)")
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -177,12 +194,19 @@ def write_report(
     # A result left by a benchmark that no longer exists is not reported.
     outcomes = [o for o in load_outcomes(results_root / profile) if o.name in known]
     present = {o.name for o in outcomes}
+    # The quick report also shows what was measured at the full sizes, when anything was.
+    larger = (
+        [o for o in load_outcomes(results_root / "full") if o.name in known]
+        if profile == "quick" and (results_root / "full").is_dir()
+        else []
+    )
     text = render_benchmarks_md(
         profile,
         outcomes,
         machine=machine,
         versions=versions,
         missing=[name for name in known if name not in present],
+        larger=larger,
     )
     markdown.write_text(text)
     return outcomes

@@ -170,6 +170,30 @@ def test_benchmarks_md_has_every_recorded_result_with_its_own_command(
     assert "## good" not in _report(results, markdown, ["broken"])
 
 
+def test_the_quick_report_also_shows_results_at_the_full_sizes(
+    package: tuple[str, Path], tmp_path: Path
+) -> None:
+    name, pkg = package
+    results = tmp_path / "results"
+    markdown = tmp_path / "BENCHMARKS.md"
+    for profile, command in (("quick", "cmd quick"), ("full", "cmd full")):
+        run_benchmarks(
+            profile, results_root=results, package_dir=pkg, package=name, only=["good"], isolate=False,
+            command=command,
+        )  # fmt: skip
+    text = _report(results, markdown, ["good"])
+    assert "# Larger sizes (profile full)" in text
+    assert text.index("## good\n") < text.index("## good (full)")  # quick first, each with its command
+    assert "with `cmd quick`" in text[: text.index("## good (full)")]
+    assert "with `cmd full`" in text[text.index("## good (full)") :]
+    # Without full results, no such part.
+    quick_only = tmp_path / "quick-only"
+    run_benchmarks(
+        "quick", results_root=quick_only, package_dir=pkg, package=name, only=["good"], isolate=False
+    )
+    assert "Larger sizes" not in _report(quick_only, markdown, ["good"])
+
+
 def test_report_command_runs_nothing(tmp_path: Path) -> None:
     results = tmp_path / "results"
     markdown = tmp_path / "BENCHMARKS.md"
