@@ -60,10 +60,13 @@ def watermark_versions(lake: Lake, name: str) -> dict[int, int]:
 def find_cut(lake: Lake, tables: Iterable[str] = STATE_TABLES, *, at_most: int | None = None) -> Cut:
     """The newest consistent cut of `tables` at or below `at_most` (default: the lowest watermark)."""
     names = list(tables)
-    marks = {name: lake.watermark(name) for name in names}
+    heads = {name: lake.head(name) for name in names}
+    marks = {name: mark for name, (_, mark) in heads.items()}
     low = min(marks.values()) if at_most is None else min(at_most, *marks.values())
     if all(mark == low for mark in marks.values()):
-        return Cut(low, {name: (lake.version(name) if low >= 0 else None) for name in names})
+        # Each version read with its watermark: a commit landing meanwhile cannot pair a
+        # newer version with an older watermark.
+        return Cut(low, {name: (heads[name][0] if low >= 0 else None) for name in names})
     by_table = {name: watermark_versions(lake, name) for name in names}
     common = set.intersection(*(set(v) for v in by_table.values()))
     candidates = [w for w in common if w <= low]

@@ -148,6 +148,17 @@ class Lake:
     def version(self, name: str) -> int:
         return self._read_head(name, lambda dt: int(dt.version()))
 
+    def head(self, name: str) -> tuple[int, int]:
+        """The table's newest version and the watermark it reflects, read from one state of
+        its log (two separate reads could straddle a commit)."""
+        app = materialize_app_id(name)
+
+        def read(dt: DeltaTable) -> tuple[int, int]:
+            value = dt.transaction_version(app)
+            return int(dt.version()), -1 if value is None else int(value)
+
+        return self._read_head(name, read)
+
     def watermark(self, name: str, *, dt: DeltaTable | None = None) -> int:
         """The last events-table version a derived table reflects (-1 for none)."""
         app = materialize_app_id(name)

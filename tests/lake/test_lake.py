@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -17,7 +19,7 @@ from benchmarks._lake_workload import generate
 from lake.history import diff, memory_history
 from lake.maintenance import checkpoint, compact, restore, vacuum
 from lake.rows import event_row, to_table
-from lake.schemas import DERIVED_TABLES, EVENTS
+from lake.schemas import DERIVED_TABLES, EVENTS, STATE_TABLES, spec
 from lake.snapshot import changes, find_cut, open_snapshot
 from lake.sql import query, write_result
 from lake.tables import Lake
@@ -207,3 +209,35 @@ def test_sql_over_the_lake_now_and_as_of_an_events_version(tmp_path: Path) -> No
     assert pq.read_table(tmp_path / "out.parquet").num_rows == result.num_rows
     assert (tmp_path / "out.csv").read_text().startswith('"cube_id","n"')
     assert pc.sum(result.column("n")).as_py() == len(lake_memories(lake))
+
+
+class _CommitDuringRead(Lake):
+    """A lake whose `memories` gets a new batch committed right after its first log read,
+    as a follower would between two reads of a snapshot's cut."""
+
+    committed = False
+
+    def _read_head(self, name: str, read: Any) -> Any:
+        value = super()._read_head(name, read)
+        if name == "memories" and not self.committed:
+            self.committed = True
+            TableWriter(Lake(self.settings)).commit_derived("memories", _empty("memories"), watermark=2)
+        return value
+
+
+def _empty(name: str) -> pa.Table:
+    return spec(name).schema.empty_table()
+
+
+def test_a_cut_pairs_each_version_with_its_own_watermark(tmp_path: Path) -> None:
+    settings = LakeSettings(root=str(tmp_path / "lake"))
+    writer = TableWriter(Lake(settings))
+    for name in STATE_TABLES:
+        writer.commit_derived(name, _empty(name), watermark=1)
+    at_one = Lake(settings).version("memories")
+    cut = find_cut(_CommitDuringRead(settings))
+    # memories moved on to watermark 2 while the cut was read: the cut is still at 1,
+    # with the version of memories that reflects 1, not the newer one.
+    assert cut.watermark == 1
+    assert cut.versions["memories"] == at_one
+    assert Lake(settings).head("memories") == (at_one + 1, 2)
