@@ -42,7 +42,7 @@ class KeptState:
     watermark: int
     state: CubeState  # `applied` and `refused` emptied: they are looked up per batch
     made_by: Mapping[tuple[str, int], tuple[str | None, str | None]]
-    versions: int  # memory versions held, what the bound counts
+    versions: int  # memory and cube versions held, what the bound counts
 
     def loaded(self, applied: set[str], refused: set[str]) -> LoadedState:
         state = replace(self.state, applied=frozenset(applied), refused=frozenset(refused))
@@ -59,7 +59,9 @@ def keep(
     made_by = dict(prior.loaded_events)
     for row in new_versions:
         made_by.setdefault((row["memory_id"], row["version"]), (row["event_id"], row["event_type"]))
-    versions = sum(len(v) for v in state.history.values())
+    # Cube versions count too: a cube read often (`memory.accessed` moves its version) holds
+    # far more of them than memory versions, and they were what grew a 1M-event run.
+    versions = sum(len(v) for v in state.history.values()) + len(state.cube_history)
     return KeptState(watermark, replace(state, applied=frozenset(), refused=frozenset()), made_by, versions)
 
 
