@@ -53,6 +53,11 @@ def delta_errors(table: str) -> Iterator[None]:
         raise LakeError(table, f"{type(e).__name__}: {e}") from e
 
 
+def _watermark_of(name: str, dt: DeltaTable) -> int:
+    value = dt.transaction_version(materialize_app_id(name))
+    return -1 if value is None else int(value)
+
+
 class Lake:
     """The Delta tables under `settings.root`."""
 
@@ -151,23 +156,14 @@ class Lake:
     def head(self, name: str) -> tuple[int, int]:
         """The table's newest version and the watermark it reflects, read from one state of
         its log (two separate reads could straddle a commit)."""
-        app = materialize_app_id(name)
-
-        def read(dt: DeltaTable) -> tuple[int, int]:
-            value = dt.transaction_version(app)
-            return int(dt.version()), -1 if value is None else int(value)
-
-        return self._read_head(name, read)
+        return self._read_head(name, lambda dt: (int(dt.version()), _watermark_of(name, dt)))
 
     def watermark(self, name: str, *, dt: DeltaTable | None = None) -> int:
         """The last events-table version a derived table reflects (-1 for none)."""
-        app = materialize_app_id(name)
         if dt is None:
-            value = self._read_head(name, lambda head: head.transaction_version(app))
-        else:
-            with delta_errors(name):
-                value = dt.transaction_version(app)
-        return -1 if value is None else int(value)
+            return self.head(name)[1]
+        with delta_errors(name):
+            return _watermark_of(name, dt)
 
     def watermarks(self, names: Iterable[str]) -> dict[str, int]:
         return {name: self.watermark(name) for name in names}
