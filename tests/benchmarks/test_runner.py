@@ -133,23 +133,28 @@ def _report(results: Path, markdown: Path, known: list[str]) -> str:
     return markdown.read_text()
 
 
+def _record(package: tuple[str, Path], results: Path, profile: str, only: list[str], command: str) -> None:
+    """One in-process `--only` run of the test package, recorded under `results`."""
+    name, pkg = package
+    run_benchmarks(
+        profile,
+        results_root=results,
+        package_dir=pkg,
+        package=name,
+        only=only,
+        isolate=False,
+        command=command,
+    )
+
+
 def test_benchmarks_md_has_every_recorded_result_with_its_own_command(
     package: tuple[str, Path], tmp_path: Path
 ) -> None:
-    name, pkg = package
     results = tmp_path / "results"
     markdown = tmp_path / "BENCHMARKS.md"
     known = ["broken", "good", "not_a_dict", "slow"]
     for only, command in ((["good"], "cmd good"), (["broken"], "cmd broken")):
-        run_benchmarks(
-            "quick",
-            results_root=results,
-            package_dir=pkg,
-            package=name,
-            only=only,
-            isolate=False,
-            command=command,
-        )
+        _record(package, results, "quick", only, command)
     text = _report(results, markdown, known)
     # The second run did not erase the first one's section: each keeps its own command.
     assert "## good" in text
@@ -173,14 +178,10 @@ def test_benchmarks_md_has_every_recorded_result_with_its_own_command(
 def test_the_quick_report_also_shows_results_at_the_full_sizes(
     package: tuple[str, Path], tmp_path: Path
 ) -> None:
-    name, pkg = package
     results = tmp_path / "results"
     markdown = tmp_path / "BENCHMARKS.md"
     for profile, command in (("quick", "cmd quick"), ("full", "cmd full")):
-        run_benchmarks(
-            profile, results_root=results, package_dir=pkg, package=name, only=["good"], isolate=False,
-            command=command,
-        )  # fmt: skip
+        _record(package, results, profile, ["good"], command)
     text = _report(results, markdown, ["good"])
     assert "# Larger sizes (profile full)" in text
     assert text.index("## good\n") < text.index("## good (full)")  # quick first, each with its command
@@ -188,9 +189,7 @@ def test_the_quick_report_also_shows_results_at_the_full_sizes(
     assert "with `cmd full`" in text[text.index("## good (full)") :]
     # Without full results, no such part.
     quick_only = tmp_path / "quick-only"
-    run_benchmarks(
-        "quick", results_root=quick_only, package_dir=pkg, package=name, only=["good"], isolate=False
-    )
+    _record(package, quick_only, "quick", ["good"], "cmd quick")
     assert "Larger sizes" not in _report(quick_only, markdown, ["good"])
 
 
