@@ -196,7 +196,10 @@ class _NoGeneration:
 
 def run(profile: str, out_dir: Path) -> dict[str, Any]:
     sizes, n_queries = _PROFILES[profile]
-    model = SentenceTransformerEmbedder(cache_size=100_000)
+    # The service's own query arithmetic (MEMLAKE_MODELS_QUERY_PRECISION), so that in process
+    # and over HTTP measure the same encoder.
+    precision = serving_settings(out_dir).models.query_precision
+    model = SentenceTransformerEmbedder(cache_size=100_000, query_precision=precision)
     model.load()
     results: dict[str, Any] = {}
     rows = []
@@ -250,10 +253,11 @@ def run(profile: str, out_dir: Path) -> dict[str, Any]:
     return {
         "summary": (
             f"{sizes[-1][0]:,} memories: top-{TOP_K} hybrid p95 {p95_local} ms in process, "
-            f"{p95_http} ms over HTTP (query embedding included); "
+            f"{p95_http} ms over HTTP (query embedding included, {precision} query encoder); "
             f"{largest['in_process']['cached_embedding_ms']['p95']} ms with a cached embedding"
         ),
         "markdown": markdown,
+        "query_precision": precision,
         "ratio_p95_to_exact_baseline": round(ratio, 3),
         "aim": {"p95_in_process_ms": 25, "p95_http_ms": 50},
         "sizes": results,

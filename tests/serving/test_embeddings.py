@@ -110,3 +110,66 @@ def test_other_architectures_keep_the_transformers_forward(embedder: SentenceTra
             setattr(config, field, original)
     # ...and that fallback gives the same vectors.
     assert np.allclose(embedder._encode_transformers(_VARIED), embedder.embed(_VARIED), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def int8_queries() -> SentenceTransformerEmbedder:
+    model = SentenceTransformerEmbedder(cache_size=0, query_precision="int8")
+    model.load()
+    return model
+
+
+def test_int8_queries_stay_close_to_float32_and_documents_do_not_change(
+    embedder: SentenceTransformerEmbedder, int8_queries: SentenceTransformerEmbedder
+) -> None:
+    assert int8_queries.query_precision == "int8"
+    assert np.allclose(int8_queries.embed(_VARIED), embedder.embed(_VARIED), atol=1e-6)
+    queries = np.stack([int8_queries.embed_query(t) for t in _VARIED])
+    exact = embedder.embed(_VARIED)
+    assert np.allclose(np.linalg.norm(queries, axis=1), 1.0, atol=1e-5)
+    cosines = np.sum(queries * exact, axis=1)
+    assert cosines.min() >= 0.97, cosines
+    assert not np.allclose(queries, exact, atol=1e-4)  # really the int8 arithmetic
+
+
+def test_int8_queries_find_what_float32_queries_find(
+    embedder: SentenceTransformerEmbedder, int8_queries: SentenceTransformerEmbedder
+) -> None:
+    documents = [
+        "Ada drinks green tea every morning.",
+        "Ben rides his bike to the Berlin office.",
+        "The quarterly tax form is due in April.",
+        "Carol adopted a rescue dog named Biscuit.",
+        "The GPU cluster failed during the night run.",
+    ]
+    questions = ["what does Ada drink?", "how does Ben get to work?", "when is the tax form due?"]
+    vectors = embedder.embed(documents)
+    for question in questions:
+        exact = vectors @ embedder.embed([question])[0]
+        approximate = vectors @ int8_queries.embed_query(question)
+        assert int(np.argmax(approximate)) == int(np.argmax(exact))
+
+
+def test_an_int8_query_is_the_same_alone_or_among_concurrent_queries(
+    int8_queries: SentenceTransformerEmbedder,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    queries = [f"what did Ada say about {topic} (#{i})" for i, topic in enumerate(["tea", "bikes"] * 6)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        together = list(pool.map(int8_queries.embed_query, queries))
+    for query, vector in zip(queries, together, strict=True):
+        assert np.array_equal(vector, int8_queries._embed_queries([query])[0])
+
+
+def test_int8_queries_need_the_bert_forward(embedder: SentenceTransformerEmbedder) -> None:
+    from serving.embeddings import _BertForward
+
+    original = _BertForward.supports
+    _BertForward.supports = staticmethod(lambda model: False)  # type: ignore[method-assign]
+    try:
+        with pytest.raises(ConfigError, match="query_precision"):
+            SentenceTransformerEmbedder(cache_size=0, query_precision="int8").load()
+        SentenceTransformerEmbedder(cache_size=0).load()  # float32 falls back to transformers
+    finally:
+        _BertForward.supports = original  # type: ignore[method-assign]
