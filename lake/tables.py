@@ -11,7 +11,7 @@ from __future__ import annotations
 __all__ = ["Lake", "land_app_id", "materialize_app_id", "WATERMARK_KEY", "EVENTS_KEY"]
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -144,11 +144,12 @@ class Lake:
     def spec(self, name: str) -> TableSpec:
         return spec(name)
 
-    def _read_head(self, name: str, read: Callable[[DeltaTable], T]) -> T:
-        """`read` on the table's newest version, opened once per process (lake.heads)."""
+    def _read_head(self, name: str, read: Callable[[DeltaTable], T], *, memo: Hashable | None = None) -> T:
+        """`read` on the table's newest version, opened once per process (lake.heads);
+        with `memo`, read once per table version."""
         self.ensure(name)
         with delta_errors(name):
-            return table_heads().read(self.uri(name), self.storage_options, read)
+            return table_heads().read(self.uri(name), self.storage_options, read, memo=memo)
 
     def version(self, name: str) -> int:
         return self._read_head(name, lambda dt: int(dt.version()))
@@ -156,7 +157,7 @@ class Lake:
     def head(self, name: str) -> tuple[int, int]:
         """The table's newest version and the watermark it reflects, read from one state of
         its log (two separate reads could straddle a commit)."""
-        return self._read_head(name, lambda dt: (int(dt.version()), _watermark_of(name, dt)))
+        return self._read_head(name, lambda dt: (int(dt.version()), _watermark_of(name, dt)), memo="head")
 
     def watermark(self, name: str, *, dt: DeltaTable | None = None) -> int:
         """The last events-table version a derived table reflects (-1 for none)."""
@@ -172,17 +173,18 @@ class Lake:
         self, topic: str, partitions: Iterable[int], *, dt: DeltaTable | None = None
     ) -> dict[int, int]:
         """The last offset landed per partition (absent: nothing landed yet)."""
+        wanted = tuple(sorted(set(partitions)))
 
         def stored(table: DeltaTable) -> dict[int, int]:
             out: dict[int, int] = {}
-            for partition in partitions:
+            for partition in wanted:
                 value = table.transaction_version(land_app_id(topic, partition))
                 if value is not None:
                     out[partition] = int(value)
             return out
 
         if dt is None:
-            return self._read_head("events", stored)
+            return dict(self._read_head("events", stored, memo=("land_offsets", topic, wanted)))
         with delta_errors("events"):
             return stored(dt)
 

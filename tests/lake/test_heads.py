@@ -52,3 +52,43 @@ def test_a_failed_read_drops_the_table(tmp_path: Path) -> None:
         heads.read(uri, None, boom)
     assert len(heads) == 0
     assert heads.read(uri, None, lambda dt: dt.version()) == 0
+
+
+def test_a_memoised_read_runs_once_per_table_version(tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    _append(uri, 1, app="materialize:t", version=3)
+    heads = TableHeads()
+    calls: list[int] = []
+
+    def watermark(dt: DeltaTable) -> int | None:
+        calls.append(dt.version())
+        return dt.transaction_version("materialize:t")
+
+    assert [heads.read(uri, None, watermark, memo="w") for _ in range(3)] == [3, 3, 3]
+    assert calls == [0]
+    # Another key is its own read; a read without a key always runs.
+    assert heads.read(uri, None, lambda dt: dt.version(), memo="v") == 0
+    assert heads.read(uri, None, watermark) == 3
+    assert calls == [0, 0]
+    # A new commit: the memo is stale and read again, once.
+    _append(uri, 1, app="materialize:t", version=9)
+    assert heads.read(uri, None, watermark, memo="w") == 9
+    assert heads.read(uri, None, watermark, memo="w") == 9
+    assert calls == [0, 0, 1]
+
+
+def test_memos_go_with_their_table(tmp_path: Path) -> None:
+    heads = TableHeads(keep=1)
+    first, second = str(tmp_path / "a"), str(tmp_path / "b")
+    _append(first, 1, app="x", version=1)
+    _append(second, 1)
+    calls: list[str] = []
+
+    def read(dt: DeltaTable) -> int | None:
+        calls.append("read")
+        return dt.transaction_version("x")
+
+    assert heads.read(first, None, read, memo="x") == 1
+    heads.read(second, None, lambda dt: dt.version())  # evicts the first table, and its memo
+    assert heads.read(first, None, read, memo="x") == 1
+    assert calls == ["read", "read"]

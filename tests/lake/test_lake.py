@@ -217,8 +217,8 @@ class _CommitDuringRead(Lake):
 
     committed = False
 
-    def _read_head(self, name: str, read: Any) -> Any:
-        value = super()._read_head(name, read)
+    def _read_head(self, name: str, read: Any, *, memo: Any = None) -> Any:
+        value = super()._read_head(name, read, memo=memo)
         if name == "memories" and not self.committed:
             self.committed = True
             TableWriter(Lake(self.settings)).commit_derived("memories", _empty("memories"), watermark=2)
