@@ -35,6 +35,7 @@ from pipelines.land import Land, plan_land
 from pipelines.materialize import Materialize
 from pipelines.options import metric, pipeline_options
 from pipelines.prepared import PreparedPipeline
+from pipelines.sampling import brief_state_sampling
 
 _LAND = "memlake.land"
 _MATERIALIZE = "memlake.materialize"
@@ -100,7 +101,7 @@ def run_jobs(
     report: Callable[[Progress], None] = lambda _: None,
 ) -> Progress:
     """Land and materialize until caught up (or, following, until `stop` is set)."""
-    with batch_heap():
+    with batch_heap(), brief_state_sampling():
         return _run_jobs(
             settings, follow=follow, stop=stop or threading.Event(), beam_args=beam_args, report=report
         )

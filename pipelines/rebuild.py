@@ -25,6 +25,7 @@ from memlake.settings import Settings
 from pipelines.heap import batch_heap
 from pipelines.land import run_land
 from pipelines.materialize import run_materialize
+from pipelines.sampling import brief_state_sampling
 from streams.reader import OffsetRange, end_offsets, start_offsets
 
 
@@ -63,7 +64,7 @@ def run_rebuild(
     progress: Callable[[str], None] = lambda _: None,
 ) -> RebuildResult:
     """Rebuild every table from the log into `into` (default: a folder under the lake root)."""
-    with batch_heap():
+    with batch_heap(), brief_state_sampling():
         return _rebuild(settings, into=into, verify=verify, keep=keep, beam_args=beam_args, progress=progress)
 
 
