@@ -1,4 +1,4 @@
-"""The newest version of each table, kept open per process for reads of its log alone.
+"""Tables kept open per process: at their newest version for reads of the log, and for writes.
 
 A table's version, its watermark and its stored Kafka offsets live in its log.
 Opening a `DeltaTable` for one of them lists the log and reads it from the last
@@ -13,6 +13,11 @@ log never changes). A table's watermark and stored offsets are transaction
 versions, and delta-rs finds each by replaying the log's transaction actions
 (1-4 ms a read here, growing with the commits since the checkpoint) while a
 batch asks for the same ones several times per table version.
+
+Writes get tables of their own, one per table and a lock each (a commit can
+take a hundred milliseconds, and reads must not wait for it): a commit brings
+its table up to date instead of opening it (5-19 ms a table, six tables a
+batch). A failed write drops its table, so the next one opens it afresh.
 
 A table deleted and created again at the same place while a process runs is
 not followed (its new log would look older than the one held): that is not a
@@ -42,6 +47,7 @@ class TableHeads:
         self._keep = keep
         self._open: OrderedDict[str, DeltaTable] = OrderedDict()
         self._memos: dict[str, dict[Hashable, tuple[int, Any]]] = {}
+        self._writers: OrderedDict[str, _Writer] = OrderedDict()
         self._lock = threading.Lock()
 
     def read(
@@ -84,8 +90,35 @@ class TableHeads:
                 self._memos.pop(dropped, None)
             return value
 
+    def write(self, uri: str, storage_options: dict[str, str] | None, write: Callable[[DeltaTable], T]) -> T:
+        """`write` applied to the table at `uri`, brought up to date, one write per table at a time."""
+        from deltalake import DeltaTable
+
+        with self._lock:
+            entry = self._writers.pop(uri, None) or _Writer()
+            self._writers[uri] = entry  # most recently used last
+            while len(self._writers) > self._keep:
+                self._writers.popitem(last=False)
+        with entry.lock:
+            dt, entry.table = entry.table, None  # dropped unless the write succeeds
+            if dt is None:
+                dt = DeltaTable(uri, storage_options=storage_options)
+            else:
+                dt.update_incremental()
+            value = write(dt)
+            entry.table = dt
+            return value
+
     def __len__(self) -> int:
         return len(self._open)
+
+
+class _Writer:
+    """A table kept open for writes, and the lock that makes its writes one at a time."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.table: DeltaTable | None = None
 
 
 _HEADS = TableHeads()

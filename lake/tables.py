@@ -151,6 +151,13 @@ class Lake:
         with delta_errors(name):
             return table_heads().read(self.uri(name), self.storage_options, read, memo=memo)
 
+    def write_to(self, name: str, write: Callable[[DeltaTable], T]) -> T:
+        """`write` on the table at its newest version, kept open per process for writes
+        (lake.heads; one write per table at a time). `write` must not keep the table."""
+        self.ensure(name)
+        with delta_errors(name):
+            return table_heads().write(self.uri(name), self.storage_options, write)
+
     def version(self, name: str) -> int:
         return self._read_head(name, lambda dt: int(dt.version()))
 

@@ -21,7 +21,7 @@ __all__ = ["CommitResult", "TableWriter"]
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
 
@@ -36,6 +36,9 @@ from lake.tables import (
     land_app_id,
     materialize_app_id,
 )
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,55 +138,59 @@ class TableWriter:
 
         lake = self._lake
         table = lake.spec(name)
-        dt = lake.table(name)
-        current = lake.watermark(name, dt=dt)
-        if how != "overwrite" and current >= watermark:
-            return CommitResult(name, 0, None, f"already at events version {current}")
-        data = _sorted(data.select(table.schema.names).cast(table.schema), table)
-        properties = CommitProperties(
-            app_transactions=[Transaction(materialize_app_id(name), watermark)],
-            custom_metadata={WATERMARK_KEY: str(watermark)},
-        )
-        with delta_errors(name):
-            if how == "overwrite":
-                write_deltalake(dt, data, mode="overwrite", commit_properties=properties)
-            elif data.num_rows == 0 or how == "insert" or (table.mode == "append" and how == "auto"):
-                # An empty commit still moves the watermark: the batch is done for this table.
-                write_deltalake(dt, data, mode="append", commit_properties=properties)
-            elif table.mode == "counter":
-                counts = [c for c in table.schema.names if c not in table.keys]
-                updates = {
-                    c: (
-                        f"greatest(t.{_quoted(c)}, s.{_quoted(c)})"
-                        if pa.types.is_timestamp(table.schema.field(c).type)
-                        else f"t.{_quoted(c)} + s.{_quoted(c)}"
+
+        def commit(dt: DeltaTable) -> CommitResult:
+            current = lake.watermark(name, dt=dt)
+            if how != "overwrite" and current >= watermark:
+                return CommitResult(name, 0, None, f"already at events version {current}")
+            rows = _sorted(data.select(table.schema.names).cast(table.schema), table)
+            properties = CommitProperties(
+                app_transactions=[Transaction(materialize_app_id(name), watermark)],
+                custom_metadata={WATERMARK_KEY: str(watermark)},
+            )
+            with delta_errors(name):
+                if how == "overwrite":
+                    write_deltalake(dt, rows, mode="overwrite", commit_properties=properties)
+                elif rows.num_rows == 0 or how == "insert" or (table.mode == "append" and how == "auto"):
+                    # An empty commit still moves the watermark: the batch is done for this table.
+                    write_deltalake(dt, rows, mode="append", commit_properties=properties)
+                elif table.mode == "counter":
+                    counts = [c for c in table.schema.names if c not in table.keys]
+                    updates = {
+                        c: (
+                            f"greatest(t.{_quoted(c)}, s.{_quoted(c)})"
+                            if pa.types.is_timestamp(table.schema.field(c).type)
+                            else f"t.{_quoted(c)} + s.{_quoted(c)}"
+                        )
+                        for c in counts
+                    }
+                    (
+                        dt.merge(
+                            rows,
+                            _key_predicate(table),
+                            source_alias="s",
+                            target_alias="t",
+                            commit_properties=properties,
+                        )
+                        .when_matched_update(updates)
+                        .when_not_matched_insert_all()
+                        .execute()
                     )
-                    for c in counts
-                }
-                (
-                    dt.merge(
-                        data,
-                        _key_predicate(table),
-                        source_alias="s",
-                        target_alias="t",
-                        commit_properties=properties,
+                else:
+                    (
+                        dt.merge(
+                            rows,
+                            _key_predicate(table),
+                            source_alias="s",
+                            target_alias="t",
+                            commit_properties=properties,
+                        )
+                        .when_matched_update_all()
+                        .when_not_matched_insert_all()
+                        .execute()
                     )
-                    .when_matched_update(updates)
-                    .when_not_matched_insert_all()
-                    .execute()
-                )
-            else:
-                (
-                    dt.merge(
-                        data,
-                        _key_predicate(table),
-                        source_alias="s",
-                        target_alias="t",
-                        commit_properties=properties,
-                    )
-                    .when_matched_update_all()
-                    .when_not_matched_insert_all()
-                    .execute()
-                )
-            dt.update_incremental()
-            return CommitResult(name, data.num_rows, int(dt.version()))
+                dt.update_incremental()
+                return CommitResult(name, rows.num_rows, int(dt.version()))
+
+        # The table kept open for writes (lake.heads): brought up to date instead of opened.
+        return lake.write_to(name, commit)

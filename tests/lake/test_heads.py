@@ -92,3 +92,39 @@ def test_memos_go_with_their_table(tmp_path: Path) -> None:
     heads.read(second, None, lambda dt: dt.version())  # evicts the first table, and its memo
     assert heads.read(first, None, read, memo="x") == 1
     assert calls == ["read", "read"]
+
+
+def test_a_write_gets_the_table_at_its_newest_version_and_keeps_it_open(tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    _append(uri, 1)
+    heads = TableHeads()
+    seen: list[DeltaTable] = []
+
+    def append(dt: DeltaTable) -> int:
+        seen.append(dt)
+        write_deltalake(dt, pa.table({"x": [9]}), mode="append")
+        dt.update_incremental()
+        return int(dt.version())
+
+    assert heads.write(uri, None, append) == 1
+    _append(uri, 2)  # another writer moves the table on
+    assert heads.write(uri, None, append) == 3  # brought up to date first
+    assert seen[0] is seen[1]  # the same open table, not opened again
+    assert DeltaTable(uri).version() == 3
+    assert DeltaTable(uri).to_pyarrow_table().num_rows == 5
+
+
+def test_a_failed_write_drops_its_table(tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    _append(uri, 1)
+    heads = TableHeads()
+    seen: list[DeltaTable] = []
+
+    def boom(dt: DeltaTable) -> None:
+        seen.append(dt)
+        raise RuntimeError("commit failed")
+
+    with pytest.raises(RuntimeError):
+        heads.write(uri, None, boom)
+    assert heads.write(uri, None, lambda dt: seen.append(dt) or dt.version()) == 0
+    assert seen[0] is not seen[1]  # opened afresh after the failure
