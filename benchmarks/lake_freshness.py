@@ -68,10 +68,15 @@ def run(profile: str, out_dir: Path) -> dict[str, Any]:
     def poll() -> None:
         # Only what each new snapshot adds is read (the change data feed of `memories` up
         # to the snapshot's version): re-reading the whole table every 100 ms would take
-        # the follower's CPU on a small machine and measure the poller, not memlake.
+        # the follower's CPU on a small machine and measure the poller, not memlake. For
+        # the same reason the snapshot (the head of every table) is opened only while
+        # `memories` has a version the poller has not seen through a snapshot yet.
         read_to = 0
         while not stop.is_set():
             try:
+                if lake.version("memories") <= read_to:
+                    time.sleep(0.1)
+                    continue
                 version = open_snapshot(lake).versions["memories"]
                 fresh = (
                     changes(lake, "memories", after_version=read_to, to_version=version)

@@ -87,34 +87,39 @@ class TableWriter:
 
         lake = self._lake
         table = lake.spec("events")
-        dt = lake.table("events")
-        stored = lake.land_offsets(topic, offsets, dt=dt)
-        advancing = {p: last for p, last in offsets.items() if last > stored.get(p, -1)}
-        if not advancing:
-            return CommitResult("events", 0, None, "every offset already landed")
-        if data.num_rows:
-            parts = data.column("partition").to_pylist()
-            offs = data.column("offset").to_pylist()
-            mask = [
-                p in advancing and o > stored.get(p, -1) and o <= advancing[p]
-                for p, o in zip(parts, offs, strict=True)
-            ]
-            data = data.filter(pa.array(mask))
-        data, heads = with_chain(dt, _sorted(data.cast(table.schema), table))
-        properties = CommitProperties(
-            app_transactions=[
-                Transaction(land_app_id(topic, p), last) for p, last in sorted(advancing.items())
-            ],
-            custom_metadata={
-                EVENTS_KEY: str(data.num_rows),
-                OFFSETS_KEY: json.dumps({str(p): last for p, last in sorted(advancing.items())}),
-            },
-        )
-        with delta_errors("events"):
-            write_deltalake(dt, data, mode="append", commit_properties=properties)
-            dt.update_incremental()
-            remember(dt, heads)
-            return CommitResult("events", data.num_rows, int(dt.version()))
+
+        def commit(dt: DeltaTable) -> CommitResult:
+            stored = lake.land_offsets(topic, offsets, dt=dt)
+            advancing = {p: last for p, last in offsets.items() if last > stored.get(p, -1)}
+            if not advancing:
+                return CommitResult("events", 0, None, "every offset already landed")
+            rows = data
+            if rows.num_rows:
+                parts = rows.column("partition").to_pylist()
+                offs = rows.column("offset").to_pylist()
+                mask = [
+                    p in advancing and o > stored.get(p, -1) and o <= advancing[p]
+                    for p, o in zip(parts, offs, strict=True)
+                ]
+                rows = rows.filter(pa.array(mask))
+            rows, heads = with_chain(dt, _sorted(rows.cast(table.schema), table))
+            properties = CommitProperties(
+                app_transactions=[
+                    Transaction(land_app_id(topic, p), last) for p, last in sorted(advancing.items())
+                ],
+                custom_metadata={
+                    EVENTS_KEY: str(rows.num_rows),
+                    OFFSETS_KEY: json.dumps({str(p): last for p, last in sorted(advancing.items())}),
+                },
+            )
+            with delta_errors("events"):
+                write_deltalake(dt, rows, mode="append", commit_properties=properties)
+                dt.update_incremental()
+                remember(dt, heads)
+                return CommitResult("events", rows.num_rows, int(dt.version()))
+
+        # The table kept open for writes (lake.heads): brought up to date instead of opened.
+        return lake.write_to("events", commit)
 
     # -- materialize ----------------------------------------------------------------
 
