@@ -4,8 +4,9 @@ A table's version, its watermark and its stored Kafka offsets live in its log.
 Opening a `DeltaTable` for one of them lists the log and reads it from the last
 checkpoint (7-13 ms a table here, and a micro-batch asked about 50 times); an
 open one brought up to date reads only the commits since (under 1 ms). The
-objects never leave this module: a caller gets the value it asked for, so no
-caller holds a table that moves under it.
+objects never leave this module except to the function a caller passes, for
+the length of that call and under a lock: a reader gets the value it asked
+for, so no caller holds a table that moves under it.
 
 A read can also be memoised under a key: it is then answered from memory as
 long as the table has not moved past the version it was read at (a version's
