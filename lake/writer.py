@@ -32,13 +32,12 @@ from lake.tables import (
     OFFSETS_KEY,
     WATERMARK_KEY,
     Lake,
-    delta_errors,
     land_app_id,
     materialize_app_id,
 )
 
 if TYPE_CHECKING:
-    from deltalake import DeltaTable
+    from deltalake import CommitProperties, DeltaTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +65,44 @@ def _sorted(data: pa.Table, table: TableSpec) -> pa.Table:
     if data.num_rows <= 1:
         return data
     return data.sort_by([(k, "ascending") for k in table.keys])
+
+
+def _write_rows(
+    dt: DeltaTable,
+    table: TableSpec,
+    rows: pa.Table,
+    *,
+    how: Literal["auto", "merge", "insert", "overwrite"],
+    properties: CommitProperties,
+) -> None:
+    """One commit of `rows` the way `how` and the table's mode say (see `commit_derived`)."""
+    from deltalake import write_deltalake
+
+    if how == "overwrite":
+        write_deltalake(dt, rows, mode="overwrite", commit_properties=properties)
+        return
+    if rows.num_rows == 0 or how == "insert" or (table.mode == "append" and how == "auto"):
+        # An empty commit still moves the watermark: the batch is done for this table.
+        write_deltalake(dt, rows, mode="append", commit_properties=properties)
+        return
+    merger = dt.merge(
+        rows, _key_predicate(table), source_alias="s", target_alias="t", commit_properties=properties
+    )
+    if table.mode == "counter":
+        counts = [c for c in table.schema.names if c not in table.keys]
+        merger = merger.when_matched_update(
+            {
+                c: (
+                    f"greatest(t.{_quoted(c)}, s.{_quoted(c)})"
+                    if pa.types.is_timestamp(table.schema.field(c).type)
+                    else f"t.{_quoted(c)} + s.{_quoted(c)}"
+                )
+                for c in counts
+            }
+        )
+    else:
+        merger = merger.when_matched_update_all()
+    merger.when_not_matched_insert_all().execute()
 
 
 class TableWriter:
@@ -112,13 +149,13 @@ class TableWriter:
                     OFFSETS_KEY: json.dumps({str(p): last for p, last in sorted(advancing.items())}),
                 },
             )
-            with delta_errors("events"):
-                write_deltalake(dt, rows, mode="append", commit_properties=properties)
-                dt.update_incremental()
-                remember(dt, heads)
-                return CommitResult("events", rows.num_rows, int(dt.version()))
+            write_deltalake(dt, rows, mode="append", commit_properties=properties)
+            dt.update_incremental()
+            remember(dt, heads)
+            return CommitResult("events", rows.num_rows, int(dt.version()))
 
-        # The table kept open for writes (lake.heads): brought up to date instead of opened.
+        # The table kept open for writes (lake.heads), brought up to date instead of opened;
+        # write_to turns delta-rs errors into LakeError.
         return lake.write_to("events", commit)
 
     # -- materialize ----------------------------------------------------------------
@@ -139,7 +176,7 @@ class TableWriter:
         replaces the whole table (a full refold). Skipped when the table already
         reflects `watermark` or later.
         """
-        from deltalake import CommitProperties, Transaction, write_deltalake
+        from deltalake import CommitProperties, Transaction
 
         lake = self._lake
         table = lake.spec(name)
@@ -153,49 +190,10 @@ class TableWriter:
                 app_transactions=[Transaction(materialize_app_id(name), watermark)],
                 custom_metadata={WATERMARK_KEY: str(watermark)},
             )
-            with delta_errors(name):
-                if how == "overwrite":
-                    write_deltalake(dt, rows, mode="overwrite", commit_properties=properties)
-                elif rows.num_rows == 0 or how == "insert" or (table.mode == "append" and how == "auto"):
-                    # An empty commit still moves the watermark: the batch is done for this table.
-                    write_deltalake(dt, rows, mode="append", commit_properties=properties)
-                elif table.mode == "counter":
-                    counts = [c for c in table.schema.names if c not in table.keys]
-                    updates = {
-                        c: (
-                            f"greatest(t.{_quoted(c)}, s.{_quoted(c)})"
-                            if pa.types.is_timestamp(table.schema.field(c).type)
-                            else f"t.{_quoted(c)} + s.{_quoted(c)}"
-                        )
-                        for c in counts
-                    }
-                    (
-                        dt.merge(
-                            rows,
-                            _key_predicate(table),
-                            source_alias="s",
-                            target_alias="t",
-                            commit_properties=properties,
-                        )
-                        .when_matched_update(updates)
-                        .when_not_matched_insert_all()
-                        .execute()
-                    )
-                else:
-                    (
-                        dt.merge(
-                            rows,
-                            _key_predicate(table),
-                            source_alias="s",
-                            target_alias="t",
-                            commit_properties=properties,
-                        )
-                        .when_matched_update_all()
-                        .when_not_matched_insert_all()
-                        .execute()
-                    )
-                dt.update_incremental()
-                return CommitResult(name, rows.num_rows, int(dt.version()))
+            _write_rows(dt, table, rows, how=how, properties=properties)
+            dt.update_incremental()
+            return CommitResult(name, rows.num_rows, int(dt.version()))
 
-        # The table kept open for writes (lake.heads): brought up to date instead of opened.
+        # The table kept open for writes (lake.heads), brought up to date instead of opened;
+        # write_to turns delta-rs errors into LakeError.
         return lake.write_to(name, commit)

@@ -242,7 +242,7 @@ class SentenceTransformerEmbedder:
         self._model: Any = None
         self._tokenizer: Any = None
         self._fast: _BertForward | None = None
-        self._query_fast: _BertForward | None = None
+        self._int8_queries: _BertForward | None = None  # set when query_precision is int8
         self._rust_tokenizer: Any = None
         # One query pass at a time, whatever queued behind it going next as one batch: on a
         # busy 2-core host this gave 31 queries/s against 19 with two passes at once and 14
@@ -295,10 +295,9 @@ class SentenceTransformerEmbedder:
             rust.no_padding()
             rust.enable_truncation(max_length=self._max_tokens)
             self._rust_tokenizer, self._fast = rust, _BertForward(model)
-            self._query_fast = self._fast
             if self._query_precision == "int8":
                 _require_int8_kernels()
-                self._query_fast = _BertForward(model, int8=True)
+                self._int8_queries = _BertForward(model, int8=True)
         elif self._query_precision == "int8":
             raise ConfigError(
                 "models.query_precision",
@@ -308,11 +307,11 @@ class SentenceTransformerEmbedder:
         self._tokenizer, self._model = tokenizer, model
 
     def _encode(self, texts: Sequence[str], *, query: bool = False) -> Vectors:
-        if query and self._query_fast is not None and self._query_fast is not self._fast:
+        if query and self._int8_queries is not None:
             # int8 activations are scaled per input tensor, so a query batched with others would
             # get a slightly different vector than alone: one pass per query keeps a query's
             # vector independent of who else was searching (and costs less than float32 batched).
-            return np.concatenate([self._encode_fast(self._query_fast, [text]) for text in texts])
+            return np.concatenate([self._encode_fast(self._int8_queries, [text]) for text in texts])
         if self._fast is not None:
             return self._encode_fast(self._fast, texts)
         return self._encode_transformers(texts)
