@@ -10,7 +10,7 @@ row groups by the Parquet footers, and rows are filtered exactly by `filter`.
 
 from __future__ import annotations
 
-__all__ = ["scan", "sql_in", "sql_literal", "without_views"]
+__all__ = ["scan", "sql_in", "sql_literal", "table_dataset", "without_views"]
 
 import re
 import urllib.parse
@@ -102,15 +102,12 @@ def _files(dt: DeltaTable, prune: str | None) -> tuple[pa_fs.FileSystem, list[st
     return source.filesystem, [fragment.path for fragment in source.get_fragments()]
 
 
-def scan(
-    dt: DeltaTable,
-    table: TableSpec,
-    *,
-    columns: list[str] | None = None,
-    filter: ds.Expression | None = None,
-    prune: str | None = None,
-) -> pa.Table:
-    """Rows of the loaded version of `dt`, in the table's own schema."""
+def table_dataset(dt: DeltaTable, table: TableSpec, *, prune: str | None = None) -> ds.Dataset:
+    """The loaded version of `dt` as a lazy Arrow dataset in the table's own schema.
+
+    Nothing is read until it is scanned, so a consumer that streams (DuckDB, a batch
+    reader) holds a few row groups at a time instead of the whole table.
+    """
     fmt = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=True))
     filesystem, paths = _files(dt, prune)
     fragments = []
@@ -123,7 +120,19 @@ def scan(
                 partition_expression=pc.scalar(True) if expression is None else expression,
             )
         )
-    dataset = ds.FileSystemDataset(fragments, table.schema, fmt, filesystem)
+    return ds.FileSystemDataset(fragments, table.schema, fmt, filesystem)
+
+
+def scan(
+    dt: DeltaTable,
+    table: TableSpec,
+    *,
+    columns: list[str] | None = None,
+    filter: ds.Expression | None = None,
+    prune: str | None = None,
+) -> pa.Table:
+    """Rows of the loaded version of `dt`, in the table's own schema."""
+    dataset = table_dataset(dt, table, prune=prune)
     wanted = list(columns or table.schema.names)
     target = pa.schema([table.schema.field(c) for c in wanted])
     if filter is None:

@@ -131,18 +131,41 @@ def judged_events(lake: Lake, cut: Cut, requests: Sequence[StateRequest]) -> Jud
 Judged = tuple[dict[str, set[str]], dict[str, set[str]]]  # applied, refused ids per cube
 
 
+def _whole_by_choice(candidates: list[Cube], up_to: int, budget: int | None) -> list[str]:
+    """Cubes of at most `up_to` versions, smallest first, whose estimated versions fit `budget`.
+
+    A cube's version counts its events; each holds a cube version and about one memory
+    version, so twice it estimates what reading the cube whole holds (`KeptState.versions`).
+    Without the budget a follower on 5,000 cubes read every one of them whole each batch
+    (2M decoded versions for a 1M-event log) while its cache could keep 100,000.
+    """
+    small = sorted((c for c in candidates if c.version <= up_to), key=lambda c: (c.version, c.cube_id))
+    if budget is None:
+        return [c.cube_id for c in small]
+    chosen, spent = [], 0
+    for cube in small:
+        spent += 2 * cube.version
+        if spent > budget:
+            break
+        chosen.append(cube.cube_id)
+    return chosen
+
+
 def load_states(
     lake: Lake,
     cut: Cut,
     requests: Sequence[StateRequest],
     *,
     whole_up_to: int = 0,
+    whole_budget: int | None = None,
     judged: Judged | None = None,
 ) -> dict[str, LoadedState]:
     """Prior states of the requested cubes as of `cut` (empty states where nothing exists).
 
     A cube whose version is at most `whole_up_to` (its events so far, so a bound on its
     memory versions) is read whole, as if the batch rolled it back: small enough to keep.
+    `whole_budget` bounds the versions read whole that way in all, smallest cubes first:
+    reading more than the caller can keep only costs time and memory.
     """
     if cut.empty or not requests:
         return {r.cube_id: LoadedState(CubeState(), complete=True) for r in requests}
@@ -162,11 +185,10 @@ def load_states(
     for value in rows.column("cube_json").to_pylist():
         cube = cube_from_json(value)
         cubes[cube.cube_id] = cube
-    full_ids = [
-        r.cube_id
-        for r in requests
-        if r.cube_id in cubes and (r.full or cubes[r.cube_id].version <= whole_up_to)
-    ]
+    full_ids = [r.cube_id for r in requests if r.cube_id in cubes and r.full]
+    full_ids += _whole_by_choice(
+        [cubes[r.cube_id] for r in requests if r.cube_id in cubes and not r.full], whole_up_to, whole_budget
+    )
 
     memories: dict[str, dict[str, Memory]] = defaultdict(dict)
     memory_filter = _isin("memory_id", {m for _, m in wanted})

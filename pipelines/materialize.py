@@ -225,6 +225,7 @@ class FoldShard(beam.DoFn):
     ) -> dict[str, LoadedState]:
         if cache is None or plan.cut.empty:
             return load_states(lake, plan.cut, requests)
+        free = cache.max_versions - cache.retain(plan.cut.watermark, plan.end)
         kept = {r.cube_id: cache.get(r.cube_id, plan.cut.watermark) for r in requests}
         hits = [r for r in requests if kept[r.cube_id] is not None]
         # One lookup of the batch's judged ids, for kept and read cubes alike.
@@ -235,6 +236,9 @@ class FoldShard(beam.DoFn):
             plan.cut,
             [r for r in requests if kept[r.cube_id] is None],
             whole_up_to=self._cache_versions // 16,
+            # Read whole only what the cache has room for, shared by the batch's shards:
+            # a whole read past that is evicted at once, and held the batch's memory.
+            whole_budget=max(0, free) // max(1, plan.shards),
             judged=judged,
         )
         for request in hits:
@@ -247,7 +251,7 @@ class FoldShard(beam.DoFn):
     def process(
         self, element: tuple[int, Any], plan: MaterializePlan
     ) -> Iterator[tuple[str, tuple[pa.Table, RowsKind]]]:
-        _, groups = element
+        shard, groups = element
         lake = Lake(self._lake)
         # A refold reads every event once: nothing to keep for a next batch.
         cache = (
@@ -291,6 +295,13 @@ class FoldShard(beam.DoFn):
             self._applied.inc(rows.applied)
             self._rejected.inc(len(rows.rejected))
             self._duplicates.inc(rows.duplicates)
+        if cache is not None:
+            idle = [
+                c
+                for c in cache.cube_ids()
+                if c not in logged and zlib.crc32(c.encode()) % plan.shards == shard
+            ]
+            cache.advance(idle, plan.cut.watermark, plan.end)
         kinds: dict[str, RowsKind] = {
             "memory_versions": "merge" if out.rewrites_history else "auto",
             "memories": "auto" if out.updates_memories else "insert",

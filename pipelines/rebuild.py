@@ -93,17 +93,20 @@ def _rebuild(
     ranges = _ranges(settings, upto)
     per_batch = max(1, len(upto))
     events = 0
+    # Each batch is materialized right after it lands: in one process, materialize takes
+    # the events land parsed (pipelines.landed_cache) instead of parsing them again, and
+    # that cache never holds more than a batch.
     for i in range(0, len(ranges), per_batch):
         landed = run_land(
             fresh, ranges=ranges[i : i + per_batch], beam_args=beam_args, send_dead_letters=False
         )
         events += landed.events
         progress(f"rebuild: landed {events} events")
-    while True:
-        done = run_materialize(fresh, beam_args=beam_args)
-        if done.plan is None:
-            break
-        progress(f"rebuild: materialized up to events version {done.watermark}")
+        while True:
+            done = run_materialize(fresh, beam_args=beam_args)
+            if done.plan is None:
+                break
+            progress(f"rebuild: materialized up to events version {done.watermark}")
     differences: list[TableDifference] = []
     if verify:
         for name in TABLES:

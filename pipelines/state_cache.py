@@ -18,7 +18,11 @@ is still looked up per batch (`lake.state.judged_events`): a redelivered
 event may be older than anything kept here.
 
 The cache is per process and per lake root, bounded by the memory versions it
-holds (`pipelines.state_cache_versions`), least recently used out first.
+holds (`pipelines.state_cache_versions`), least recently used out first. A state
+kept at a batch's cut whose cube has no events in that batch is still exact at
+the batch's end (the fold changes nothing of it), so it moves on with the
+batch; any other state left at an older watermark can never be used again and
+is dropped before the next batch loads anything.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ __all__ = ["KeptState", "StateCache", "state_cache"]
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -100,6 +104,30 @@ class StateCache:
             while self._held > self.max_versions:
                 _, evicted = self._kept.popitem(last=False)
                 self._held -= evicted.versions
+
+    def cube_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._kept)
+
+    def retain(self, *watermarks: int) -> int:
+        """Drop every state kept at another watermark; the versions held after.
+
+        A batch uses a state only at its own cut, and cuts only move forward: a state
+        left behind (its cube had events in a batch that did not keep it, or a batch
+        failed) can never be used again, so it goes before the batch loads anything.
+        """
+        with self._lock:
+            for cube_id in [c for c, kept in self._kept.items() if kept.watermark not in watermarks]:
+                self._drop(cube_id)
+            return self._held
+
+    def advance(self, cube_ids: Iterable[str], since: int, to: int) -> None:
+        """States kept at `since` of cubes the batch `(since, to]` has no events for: true at `to` too."""
+        with self._lock:
+            for cube_id in cube_ids:
+                kept = self._kept.get(cube_id)
+                if kept is not None and kept.watermark == since:
+                    self._kept[cube_id] = replace(kept, watermark=to)
 
     def forget(self, cube_id: str) -> None:
         with self._lock:

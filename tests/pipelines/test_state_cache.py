@@ -54,6 +54,21 @@ def test_the_bound_evicts_the_least_recently_used_and_refuses_what_never_fits() 
     assert cache.held_versions == 40
 
 
+def test_states_left_behind_are_dropped_and_idle_cubes_move_on_with_the_batch() -> None:
+    cache = StateCache(max_versions=100)
+    cache.put("old", _kept(3, 10))  # its cube had events in batch (3, 5] that did not keep it
+    cache.put("idle", _kept(5, 20))
+    cache.put("busy", _kept(5, 30))
+    assert cache.retain(5, 9) == 50  # the batch (5, 9]: its cut and its end
+    assert cache.get("old", 3) is None
+    cache.advance(["idle", "old"], 5, 9)  # no events for them in (5, 9]
+    assert cache.get("idle", 9) is not None
+    assert cache.get("busy", 9) is None  # only what the batch had no events for moves on
+    assert sorted(cache.cube_ids()) == ["busy", "idle"]
+    cache.advance(["idle"], 5, 12)  # kept at 9 now, not 5: not moved
+    assert cache.get("idle", 12) is None
+
+
 def test_keep_empties_the_judged_ids_and_records_who_made_each_version() -> None:
     clock = b.Clock()
     events = [
