@@ -1,4 +1,4 @@
-"""SQL over the lake: DuckDB on Arrow tables read from Delta, optionally as of the past.
+"""SQL over the lake: DuckDB on Arrow datasets of Delta versions, optionally as of the past.
 
 Every lake table a query names is registered under its own name (`events`,
 `memories`, `memory_versions`, `cubes`, `cube_versions`, `usage`,
@@ -17,8 +17,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 
-from lake.scan import scan, without_views
+from lake.scan import table_dataset, without_views
 from lake.schemas import DERIVED_TABLES, TABLES
 from lake.snapshot import find_cut
 from lake.tables import Lake, delta_errors
@@ -29,24 +30,26 @@ def _named(sql: str) -> list[str]:
     return [name for name in TABLES if re.search(rf"\b{name}\b", sql, flags=re.IGNORECASE)]
 
 
-def _read(lake: Lake, name: str, as_of: int | datetime | None) -> pa.Table:
+def _source(lake: Lake, name: str, as_of: int | datetime | None) -> ds.Dataset | pa.Table:
+    """The table's version a query reads, as a lazy dataset: DuckDB reads only the columns
+    and row groups the query needs, instead of the whole table up front."""
     table = lake.spec(name)
     if as_of is None:
-        return scan(lake.table(name), table)
+        return table_dataset(lake.table(name), table)
     if isinstance(as_of, datetime):
         try:
-            return scan(lake.table(name, version=as_of), table)
+            return table_dataset(lake.table(name, version=as_of), table)
         except LakeError as e:
             raise TimeTravelError(
                 name, f"no version at {as_of.isoformat()}: {e.problem}", requested=as_of
             ) from e
     if name == "events":
-        return scan(lake.table(name, version=as_of), table)
+        return table_dataset(lake.table(name, version=as_of), table)
     cut = find_cut(lake, DERIVED_TABLES, at_most=as_of)
     version = cut.versions[name]
     if version is None:
         return table.schema.empty_table()
-    return scan(lake.table(name, version=version), table)
+    return table_dataset(lake.table(name, version=version), table)
 
 
 def query(lake: Lake, sql: str, *, as_of: int | datetime | None = None) -> pa.Table:
@@ -56,8 +59,7 @@ def query(lake: Lake, sql: str, *, as_of: int | datetime | None = None) -> pa.Ta
     connection = duckdb.connect()
     try:
         for name in _named(sql):
-            data = _read(lake, name, as_of)
-            connection.register(name, data)
+            connection.register(name, _source(lake, name, as_of))
         try:
             result = connection.sql(sql).to_arrow_table()
         except duckdb.Error as e:
