@@ -30,13 +30,11 @@ from lake.schemas import DERIVED_TABLES
 from lake.tables import Lake
 from memlake.errors import LakeError
 from memlake.settings import Settings
-from pipelines.dofn_specs import memoised_dofn_specs
-from pipelines.heap import batch_heap
+from pipelines.job_process import job_process
 from pipelines.land import Land, plan_land
 from pipelines.materialize import Materialize
 from pipelines.options import metric, pipeline_options
 from pipelines.prepared import PreparedPipeline
-from pipelines.sampling import brief_state_sampling
 
 _LAND = "memlake.land"
 _MATERIALIZE = "memlake.materialize"
@@ -102,7 +100,7 @@ def run_jobs(
     report: Callable[[Progress], None] = lambda _: None,
 ) -> Progress:
     """Land and materialize until caught up (or, following, until `stop` is set)."""
-    with batch_heap(), brief_state_sampling(), memoised_dofn_specs():
+    with job_process():
         return _run_jobs(
             settings, follow=follow, stop=stop or threading.Event(), beam_args=beam_args, report=report
         )

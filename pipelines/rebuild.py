@@ -22,11 +22,9 @@ from lake.schemas import DERIVED_TABLES, TABLES
 from lake.snapshot import find_cut
 from lake.tables import Lake
 from memlake.settings import Settings
-from pipelines.dofn_specs import memoised_dofn_specs
-from pipelines.heap import batch_heap
+from pipelines.job_process import job_process
 from pipelines.land import run_land
 from pipelines.materialize import run_materialize
-from pipelines.sampling import brief_state_sampling
 from streams.reader import OffsetRange, end_offsets, start_offsets
 
 
@@ -65,7 +63,7 @@ def run_rebuild(
     progress: Callable[[str], None] = lambda _: None,
 ) -> RebuildResult:
     """Rebuild every table from the log into `into` (default: a folder under the lake root)."""
-    with batch_heap(), brief_state_sampling(), memoised_dofn_specs():
+    with job_process():
         return _rebuild(settings, into=into, verify=verify, keep=keep, beam_args=beam_args, progress=progress)
 
 
