@@ -3,7 +3,8 @@
 A table's version, its watermark and its stored Kafka offsets live in its log.
 Opening a `DeltaTable` for one of them lists the log and reads it from the last
 checkpoint (7-13 ms a table here, and a micro-batch asked about 50 times); an
-open one brought up to date reads only the commits since (under 1 ms). The
+open one brought up to date reads only the commits since (under 1 ms), and a
+local one is not even listed unless the file of its next commit exists. The
 objects never leave this module except to the function a caller passes, for
 the length of that call and under a lock: a reader gets the value it asked
 for, so no caller holds a table that moves under it.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 __all__ = ["TableHeads", "table_heads"]
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -72,7 +74,7 @@ class TableHeads:
             if dt is None:
                 dt = DeltaTable(uri, storage_options=storage_options)
                 self._memos.pop(uri, None)
-            else:
+            elif _may_have_moved(uri, dt):
                 dt.update_incremental()
             if memo is None:
                 value = read(dt)
@@ -104,7 +106,7 @@ class TableHeads:
             dt, entry.table = entry.table, None  # dropped unless the write succeeds
             if dt is None:
                 dt = DeltaTable(uri, storage_options=storage_options)
-            else:
+            elif _may_have_moved(uri, dt):
                 dt.update_incremental()
             value = write(dt)
             entry.table = dt
@@ -112,6 +114,20 @@ class TableHeads:
 
     def __len__(self) -> int:
         return len(self._open)
+
+
+def _may_have_moved(uri: str, dt: DeltaTable) -> bool:
+    """Whether a newer version of the table may exist than the one `dt` holds.
+
+    Commits are numbered without gaps, so a local table has moved exactly when the next
+    commit's file exists: one stat (5 us here) instead of delta-rs listing the whole log
+    (1.5 ms at 35 commits, and the log grows until its retention ends). Object stores
+    are always asked.
+    """
+    if "://" in uri and not uri.startswith("file://"):
+        return True
+    root = uri.removeprefix("file://")
+    return os.path.exists(f"{root}/_delta_log/{int(dt.version()) + 1:020d}.json")
 
 
 class _Writer:

@@ -128,3 +128,26 @@ def test_a_failed_write_drops_its_table(tmp_path: Path) -> None:
         heads.write(uri, None, boom)
     assert heads.write(uri, None, lambda dt: seen.append(dt) or dt.version()) == 0
     assert seen[0] is not seen[1]  # opened afresh after the failure
+
+
+def test_an_unchanged_local_table_is_not_listed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = str(tmp_path / "t")
+    _append(path, 1)
+    heads = TableHeads()
+    uri = f"file://{path}"
+    assert heads.read(uri, None, lambda dt: dt.version()) == 0
+    listed: list[int] = []
+    original = DeltaTable.update_incremental
+
+    def counted(self: DeltaTable) -> None:
+        listed.append(1)
+        original(self)
+
+    monkeypatch.setattr(DeltaTable, "update_incremental", counted)
+    assert [heads.read(uri, None, lambda dt: dt.version()) for _ in range(3)] == [0, 0, 0]
+    assert listed == []  # the next commit's file is not there: nothing to list
+    _append(path, 2)
+    assert heads.read(uri, None, lambda dt: dt.version()) == 1
+    assert listed == [1]
