@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import pyarrow as pa
+
 from lake.heads import table_heads
 from lake.schemas import TABLES, TableSpec, spec
 from memlake.errors import ConfigError, LakeError
@@ -195,10 +197,27 @@ class Lake:
         with delta_errors("events"):
             return stored(dt)
 
+    def has_change_feed(self, name: str, version: int) -> bool:
+        """Whether the table's change data feed still holds `version` (vacuum removes it)."""
+
+        def read(dt: DeltaTable) -> None:
+            # One column, the first key (not "partition" or "offset", which delta-rs' SQL refuses).
+            reader = dt.load_cdf(
+                starting_version=version, ending_version=version, columns=[spec(name).keys[0]]
+            )
+            pa.RecordBatchReader.from_stream(reader).read_all()
+
+        try:
+            self._read_head(name, read)
+        except (LakeError, pa.ArrowInvalid):
+            # A vacuumed file surfaces from the C stream as ArrowInvalid, not as a delta-rs error.
+            return False
+        return True
+
     def commit_log(self, name: str, *, limit: int | None = None) -> list[dict[str, Any]]:
         """The table's commits, newest first, with memlake's metadata decoded."""
-        with delta_errors(name):
-            history = self.table(name).history(limit)
+        # Read through the kept-open table, once per table version: a version's log never changes.
+        history = self._read_head(name, lambda dt: dt.history(limit), memo=("history", limit))
         out = []
         for entry in history:
             item = dict(entry)

@@ -98,18 +98,6 @@ def _chunks(first: int, last: int, parts: int) -> tuple[tuple[int, int], ...]:
     return tuple((a, min(last, a + size - 1)) for a in range(first, last + 1, size))
 
 
-def _feed_available(lake: Lake, first: int) -> bool:
-    """Whether the change data feed still reaches back to events version `first`."""
-    dt = lake.table("events")
-    try:
-        with delta_errors("events"):
-            reader = dt.load_cdf(starting_version=first, ending_version=first, columns=["event_id"])
-            pa.RecordBatchReader.from_stream(reader).read_all()
-    except LakeError:
-        return False
-    return True
-
-
 def plan_materialize(lake: Lake, *, max_events: int, shards: int = 4) -> MaterializePlan | None:
     """The next batch, or None when every derived table reflects the newest events version."""
     lake.ensure_all()
@@ -119,7 +107,7 @@ def plan_materialize(lake: Lake, *, max_events: int, shards: int = 4) -> Materia
         return None
     cut = find_cut(lake, STATE_TABLES, at_most=min(marks.values()))
     first = cut.watermark + 1
-    if not _feed_available(lake, first):
+    if not lake.has_change_feed("events", first):
         empty = Cut(-1, dict.fromkeys(STATE_TABLES))
         return MaterializePlan(empty, latest, ((0, latest),), refold=True, shards=shards)
     counts = {

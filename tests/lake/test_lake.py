@@ -188,6 +188,26 @@ def test_maintenance_keeps_contents_and_the_rollback_window(tmp_path: Path) -> N
     assert lake.table("memories", version=old_version).to_pyarrow_table().num_rows == old
 
 
+def test_a_batch_whose_change_feed_was_vacuumed_refolds_the_whole_log(tmp_path: Path) -> None:
+    settings = _settings(tmp_path / "lake")
+    lake = Lake(settings.lake)
+    events = generate(200, cubes=3, seed=8)
+    _land(lake, events[:100], first_offset=0)
+    _materialize_all(settings)
+    _land(lake, events[100:], first_offset=100)
+    pending = lake.version("events")
+    assert lake.has_change_feed("events", pending)
+    # Compacted, then vacuumed with no retention at all: the files of the pending commit are gone.
+    compact(lake, ["events"])
+    lake.table("events").vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    assert not lake.has_change_feed("events", pending)
+    first = run_materialize(settings)
+    assert first.plan is not None
+    assert first.plan.refold
+    _materialize_all(settings)
+    assert lake_memories(lake) == expected_memories(pure_fold(events))
+
+
 def test_sql_over_the_lake_now_and_as_of_an_events_version(tmp_path: Path) -> None:
     settings = _settings(tmp_path / "lake")
     lake = Lake(settings.lake)
