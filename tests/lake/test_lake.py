@@ -58,6 +58,17 @@ def _land(lake: Lake, events: list[Event], *, first_offset: int) -> None:
     )
 
 
+def _half_materialized(root: Path, *, cubes: int, seed: int) -> tuple[Settings, Lake, list[Event]]:
+    """200 events landed in two commits, the first of them materialized."""
+    settings = _settings(root)
+    lake = Lake(settings.lake)
+    events = generate(200, cubes=cubes, seed=seed)
+    _land(lake, events[:100], first_offset=0)
+    _materialize_all(settings)
+    _land(lake, events[100:], first_offset=100)
+    return settings, lake, events
+
+
 def _materialize_all(settings: Settings) -> None:
     while run_materialize(settings).plan is not None:
         pass
@@ -189,12 +200,7 @@ def test_maintenance_keeps_contents_and_the_rollback_window(tmp_path: Path) -> N
 
 
 def test_a_batch_whose_change_feed_was_vacuumed_refolds_the_whole_log(tmp_path: Path) -> None:
-    settings = _settings(tmp_path / "lake")
-    lake = Lake(settings.lake)
-    events = generate(200, cubes=3, seed=8)
-    _land(lake, events[:100], first_offset=0)
-    _materialize_all(settings)
-    _land(lake, events[100:], first_offset=100)
+    settings, lake, events = _half_materialized(tmp_path / "lake", cubes=3, seed=8)
     pending = lake.version("events")
     assert lake.has_change_feed("events", pending)
     # Compacted, then vacuumed with no retention at all: the files of the pending commit are gone.
@@ -209,12 +215,7 @@ def test_a_batch_whose_change_feed_was_vacuumed_refolds_the_whole_log(tmp_path: 
 
 
 def test_sql_over_the_lake_now_and_as_of_an_events_version(tmp_path: Path) -> None:
-    settings = _settings(tmp_path / "lake")
-    lake = Lake(settings.lake)
-    events = generate(200, cubes=3, seed=1)
-    _land(lake, events[:100], first_offset=0)
-    _materialize_all(settings)
-    _land(lake, events[100:], first_offset=100)
+    settings, lake, events = _half_materialized(tmp_path / "lake", cubes=3, seed=1)
     _materialize_all(settings)
     sql = "SELECT count(*) AS n FROM cube_versions"
     now = query(lake, sql).column("n")[0].as_py()
