@@ -19,6 +19,7 @@ from __future__ import annotations
 __all__ = ["CommitResult", "TableWriter"]
 
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -85,6 +86,16 @@ def _write_rows(
         # An empty commit still moves the watermark: the batch is done for this table.
         write_deltalake(dt, rows, mode="append", commit_properties=properties)
         return
+    with _ONE_MERGE_AT_A_TIME:
+        _merge(dt, table, rows, properties)
+
+
+# A MERGE holds the target's touched files in memory while it runs (DataFusion, outside the
+# Python heap); a batch's commits run concurrently, and their merges' peaks added up.
+_ONE_MERGE_AT_A_TIME = threading.Lock()
+
+
+def _merge(dt: DeltaTable, table: TableSpec, rows: pa.Table, properties: CommitProperties) -> None:
     merger = dt.merge(
         rows, _key_predicate(table), source_alias="s", target_alias="t", commit_properties=properties
     )

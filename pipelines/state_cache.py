@@ -27,7 +27,7 @@ is dropped before the next batch loads anything.
 
 from __future__ import annotations
 
-__all__ = ["KeptState", "StateCache", "state_cache"]
+__all__ = ["KeptState", "StateCache", "drop_state_cache", "state_cache"]
 
 import threading
 from collections import OrderedDict
@@ -141,6 +141,12 @@ class StateCache:
 
 _CACHES: dict[str, StateCache] = {}
 _CACHES_LOCK = threading.Lock()
+
+
+def drop_state_cache(lake_root: str) -> None:
+    """Let go of this process's kept states for the lake at `lake_root` (a lake done with)."""
+    with _CACHES_LOCK:
+        _CACHES.pop(lake_root, None)
 
 
 def state_cache(lake_root: str, max_versions: int) -> StateCache:

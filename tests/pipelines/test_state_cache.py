@@ -11,7 +11,7 @@ from lake.tables import Lake
 from memlake.fold import CubeState, fold
 from memlake.settings import Settings
 from pipelines.follow import run_jobs
-from pipelines.state_cache import KeptState, StateCache, keep, state_cache
+from pipelines.state_cache import KeptState, StateCache, drop_state_cache, keep, state_cache
 from tests.memlake import builders as b
 from tests.pipelines.helpers import (
     assert_same_tables,
@@ -95,6 +95,11 @@ def test_keep_empties_the_judged_ids_and_records_who_made_each_version() -> None
 def test_per_process_caches_are_per_lake_root() -> None:
     assert state_cache("/lake/one", 10) is state_cache("/lake/one", 10)
     assert state_cache("/lake/one", 10) is not state_cache("/lake/two", 10)
+    kept = state_cache("/lake/one", 10)
+    kept.put("c", _kept(1, 5))
+    drop_state_cache("/lake/one")  # a rebuilt lake, compared and done with
+    assert state_cache("/lake/one", 10) is not kept
+    assert state_cache("/lake/one", 10).get("c", 1) is None
 
 
 @pytest.mark.integration
