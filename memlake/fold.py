@@ -659,7 +659,9 @@ def fold(state: CubeState, events: Iterable[Event]) -> FoldResult:
                 draft.writes,
             ) != checkpoint:  # pragma: no cover - handlers validate first
                 raise AssertionError(f"handler for {event.event_type} wrote before rejecting") from e
-            rejected.append(Rejection(event, e))
+            # Kept without its traceback: that references this frame, which holds the
+            # result being built, a cycle that kept whole batches alive until a full collection.
+            rejected.append(Rejection(event, e.with_traceback(None)))
             draft.refused.add(str(event.event_id))
             continue
         if version is not None:

@@ -107,9 +107,10 @@ def _rebuild(
             done = run_materialize(fresh, beam_args=beam_args)
             if done.plan is None:
                 break
-            # A batch leaves its events and folded states in reference cycles, and under the
-            # batch thresholds (pipelines.heap) full collections are rare: at 150,000 events
-            # 2.4 million such objects had piled up over three batches. Collected each batch.
+            # What a batch leaves in reference cycles waits for a full collection, which the
+            # batch thresholds (pipelines.heap) make rare: at 150,000 events 2.4 million such
+            # objects had piled up over three batches (mostly rejections' tracebacks holding
+            # the fold's frames, now cut in memlake.fold). Collected each batch.
             gc.collect()
             progress(f"rebuild: materialized up to events version {done.watermark}")
     # The fresh lake's kept cube states (up to `state_cache_versions`, about a gigabyte at the

@@ -416,6 +416,9 @@ def test_fold_collects_rejections_and_goes_on() -> None:
     assert [(e.type, v) for e, v in result.applied] == [("cube.created", 1), ("memory.added", 2)]
     assert result.state.version == 2
     assert project(events) == result.state
+    # Kept without tracebacks: those held the fold's frames, and the result with them, in a cycle.
+    assert all(r.error.__traceback__ is None for r in result.rejected)
+    assert all(r.reason for r in result.rejected)
 
 
 def test_state_is_frozen() -> None:
