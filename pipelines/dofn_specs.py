@@ -19,6 +19,7 @@ __all__ = ["memoised_dofn_specs"]
 
 import threading
 import types
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +28,7 @@ from apache_beam.transforms import userstate
 
 Specs = tuple[set[Any], set[Any]]
 _LOCK = threading.Lock()
+_MEMO_BOUND = 512  # DoFns remembered; a graph has a few dozen
 
 
 def _key(dofn: Any) -> tuple[Any, ...] | None:
@@ -37,7 +39,11 @@ def _key(dofn: Any) -> tuple[Any, ...] | None:
             if hasattr(dofn, f"_inspect_{name}") and not hasattr(dofn, "_fn"):
                 return None
             methods.append((name, value.__func__))
-    key = (type(dofn), _callable_key(getattr(dofn, "_fn", None)), tuple(methods))
+    wrapped = getattr(dofn, "_fn", None)
+    callable_key = _callable_key(wrapped)
+    if wrapped is not None and callable_key is None:
+        return None
+    key = (type(dofn), callable_key, tuple(methods))
     try:
         hash(key)
     except TypeError:
@@ -50,17 +56,19 @@ def _callable_key(fn: Any) -> Any:
 
     A graph run again is unpickled again, and a lambda comes back as a new function
     object: its code, defaults and keyword defaults (what `inspect.signature` reads of
-    a plain function) identify it across runs. Anything else is keyed by itself.
+    a plain function) identify it across runs. Anything else (a partial, a callable
+    object, a wrapped function) has no such identity: None, not memoised, since a key
+    made of the object itself would be new every run and the memo would only grow.
     """
     fn = getattr(fn, "_argspec_fn", fn)  # what Beam inspects for Map, FlatMap and Filter
     plain = isinstance(fn, types.FunctionType)
     if not plain or hasattr(fn, "__wrapped__") or hasattr(fn, "__signature__"):
-        return fn
+        return None
     return (fn.__code__, fn.__defaults__, tuple(sorted((fn.__kwdefaults__ or {}).items())))
 
 
 def _memoised(original: Callable[[Any], Specs]) -> Callable[[Any], Specs]:
-    memo: dict[tuple[Any, ...], Specs] = {}
+    memo: OrderedDict[tuple[Any, ...], Specs] = OrderedDict()
 
     def get_dofn_specs(dofn: Any) -> Specs:
         key = _key(dofn)
@@ -69,6 +77,10 @@ def _memoised(original: Callable[[Any], Specs]) -> Callable[[Any], Specs]:
         found = memo.get(key)
         if found is None:
             found = memo[key] = original(dofn)
+            # Bounded: a default value unpickled anew each run (hashed by identity) makes a
+            # new key every batch, and a follower runs for days.
+            while len(memo) > _MEMO_BOUND:
+                memo.popitem(last=False)
         # Copies: callers own what they are given, as with Beam's own function.
         return set(found[0]), set(found[1])
 

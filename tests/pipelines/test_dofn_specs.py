@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import pickle
 from collections.abc import Iterator
 from typing import Any
@@ -81,6 +82,14 @@ def test_callables_with_other_parameters_are_inspected_apart(counted: list[objec
         assert [userstate.get_dofn_specs(dofn) for dofn in make()] == expected
         assert [userstate.get_dofn_specs(dofn) for dofn in make()] == expected
     assert len(counted) == 3
+
+
+def test_a_callable_without_a_stable_identity_is_asked_about_every_time(counted: list[object]) -> None:
+    with memoised_dofn_specs():
+        for _ in range(2):
+            # A partial unpickled again is a new object: keyed by itself, the memo would only grow.
+            userstate.get_dofn_specs(core.CallableWrapperDoFn(functools.partial(_double)))
+    assert len(counted) == 2
 
 
 def test_beam_s_function_comes_back_after_the_block_and_nested_blocks_share_one_memo(
