@@ -187,9 +187,13 @@ class ReadEvents(beam.DoFn):
         yield from by_cube.items()
 
 
+def _shard_of(cube_id: str, shards: int) -> int:
+    return zlib.crc32(cube_id.encode()) % shards
+
+
 def _shard(item: tuple[str, list[Row]], plan: MaterializePlan) -> tuple[int, tuple[str, list[Row]]]:
     cube_id, rows = item
-    return zlib.crc32(cube_id.encode()) % plan.shards, (cube_id, rows)
+    return _shard_of(cube_id, plan.shards), (cube_id, rows)
 
 
 class FoldShard(beam.DoFn):
@@ -284,11 +288,8 @@ class FoldShard(beam.DoFn):
             self._rejected.inc(len(rows.rejected))
             self._duplicates.inc(rows.duplicates)
         if cache is not None:
-            idle = [
-                c
-                for c in cache.cube_ids()
-                if c not in logged and zlib.crc32(c.encode()) % plan.shards == shard
-            ]
+            # This shard's cubes without events in the batch: their kept states stay exact.
+            idle = [c for c in cache.cube_ids() if c not in logged and _shard_of(c, plan.shards) == shard]
             cache.advance(idle, plan.cut.watermark, plan.end)
         kinds: dict[str, RowsKind] = {
             "memory_versions": "merge" if out.rewrites_history else "auto",
