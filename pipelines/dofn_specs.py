@@ -17,7 +17,6 @@ from __future__ import annotations
 
 __all__ = ["memoised_dofn_specs"]
 
-import threading
 import types
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -26,8 +25,9 @@ from typing import Any
 
 from apache_beam.transforms import userstate
 
+from pipelines.swap import swapped
+
 Specs = tuple[set[Any], set[Any]]
-_LOCK = threading.Lock()
 _MEMO_BOUND = 512  # DoFns remembered; a graph has a few dozen
 
 
@@ -84,23 +84,11 @@ def _memoised(original: Callable[[Any], Specs]) -> Callable[[Any], Specs]:
         # Copies: callers own what they are given, as with Beam's own function.
         return set(found[0]), set(found[1])
 
-    get_dofn_specs.memlake_original = original  # type: ignore[attr-defined]
     return get_dofn_specs
 
 
 @contextmanager
 def memoised_dofn_specs() -> Iterator[None]:
     """While the block runs, DoFn specs are worked out once per DoFn (nested blocks share one memo)."""
-    with _LOCK:
-        current = userstate.get_dofn_specs
-        if hasattr(current, "memlake_original"):
-            installed = False
-        else:
-            userstate.get_dofn_specs = _memoised(current)  # type: ignore[assignment]  # Beam types it by DoFn
-            installed = True
-    try:
+    with swapped(userstate, "get_dofn_specs", _memoised):
         yield
-    finally:
-        if installed:
-            with _LOCK:
-                userstate.get_dofn_specs = current

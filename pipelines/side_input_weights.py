@@ -18,14 +18,13 @@ from __future__ import annotations
 __all__ = ["shallow_side_input_weights"]
 
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from apache_beam.runners.worker import statecache
 
-_LOCK = threading.Lock()
+from pipelines.swap import swapped
 
 
 def _shallow_size(*objs: Any) -> int:
@@ -40,14 +39,5 @@ def _shallow_size(*objs: Any) -> int:
 @contextmanager
 def shallow_side_input_weights() -> Iterator[None]:
     """While the block runs, the harness's side-input cache weighs values shallowly."""
-    with _LOCK:
-        current = statecache.get_deep_size
-        installed = current is not _shallow_size
-        if installed:
-            statecache.get_deep_size = _shallow_size
-    try:
+    with swapped(statecache, "get_deep_size", lambda _: _shallow_size):
         yield
-    finally:
-        if installed:
-            with _LOCK:
-                statecache.get_deep_size = current
