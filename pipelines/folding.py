@@ -111,17 +111,19 @@ def fold_cube(
             row = made[id(memory)] = memory_row(memory, buckets=buckets)
         return row
 
-    # A kept state holds the whole cube: untouched memories are the very objects
-    # (and history tuples) the prior state held, so `is` settles most of them.
-    for memory_id, memory in state.memories.items():
+    # Only the memories the fold wrote can differ from the prior state: a kept state holds
+    # the whole cube (thousands of memories), and a batch touches a few of them.
+    for memory_id in result.touched:
+        memory = state.memories.get(memory_id)
         old = prior.memories.get(memory_id)
-        if old is not memory and old != memory:
+        if memory is not None and old is not memory and old != memory:
             rows.memories.append(row_of(memory))
             # The prior state holds every memory the events name, so absent there is absent
             # from the lake at the cut.
             rows.updates_memories |= old is not None
 
-    for memory_id, versions in state.history.items():
+    for memory_id in result.touched:
+        versions = state.history.get(memory_id, ())
         before = loaded.loaded_history.get(memory_id, ())
         if versions is before:
             continue

@@ -191,6 +191,19 @@ def test_after_a_rollback_to_n_the_cube_equals_its_view_at_n(
 
 
 @_settings
+@given(sequences, st.integers(0, 25))
+def test_touched_names_every_memory_the_fold_changed(events: list[Event], cut: int) -> None:
+    """Callers compare only `touched` memories with the prior state (a kept state holds
+    thousands): a memory changed but not named there would never reach the lake."""
+    prior = project(events[:cut])
+    result = fold(prior, events[cut:])
+    changed = {m for m, memory in result.state.memories.items() if prior.memories.get(m) != memory}
+    changed |= {m for m, versions in result.state.history.items() if prior.history.get(m) != versions}
+    assert changed <= set(result.touched)
+    assert len(result.touched) == len(set(result.touched))
+
+
+@_settings
 @given(sequences)
 def test_every_generated_event_round_trips_through_bytes(events: list[Event]) -> None:
     for event in events:
