@@ -93,6 +93,19 @@ class TableHeads:
                 self._memos.pop(dropped, None)
             return value
 
+    def remember(self, uri: str, memo: Hashable, version: int, value: Any) -> None:
+        """Record what the read memoised under `memo` gives at `version`: a writer knows its
+        commit's watermark, and finding it in the log again costs a replay per table."""
+        with self._lock:
+            if uri in self._open:  # a table opened afresh starts without memos anyway
+                self._memos.setdefault(uri, {})[memo] = (version, value)
+
+    def recall(self, uri: str, memo: Hashable, version: int) -> Any | None:
+        """The value memoised under `memo` at exactly `version`, if any (None: unknown)."""
+        with self._lock:
+            found = self._memos.get(uri, {}).get(memo)
+            return found[1] if found is not None and found[0] == version else None
+
     def write(self, uri: str, storage_options: dict[str, str] | None, write: Callable[[DeltaTable], T]) -> T:
         """`write` applied to the table at `uri`, brought up to date, one write per table at a time."""
         from deltalake import DeltaTable

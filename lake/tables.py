@@ -138,6 +138,10 @@ class Lake:
 
         self.ensure(name)
         with delta_errors(name):
+            if isinstance(version, int):
+                # Loaded at that version directly: opening the newest and then going back
+                # replays the log twice (31 vs 11-17 ms a table at 18 commits here).
+                return DeltaTable(self.uri(name), version=version, storage_options=self.storage_options)
             dt = DeltaTable(self.uri(name), storage_options=self.storage_options)
             if version is not None:
                 dt.load_as_version(version)
@@ -174,6 +178,16 @@ class Lake:
             return self.head(name)[1]
         with delta_errors(name):
             return _watermark_of(name, dt)
+
+    def watermark_at(self, name: str, dt: DeltaTable) -> int:
+        """`watermark(name, dt=dt)`, answered from what this process committed when it can."""
+        version = int(dt.version())
+        known = table_heads().recall(self.uri(name), "head", version)
+        return int(known[1]) if known is not None else self.watermark(name, dt=dt)
+
+    def committed(self, name: str, version: int, watermark: int) -> None:
+        """Note that `version` of the table, written by this process, reflects `watermark`."""
+        table_heads().remember(self.uri(name), "head", version, (version, watermark))
 
     def watermarks(self, names: Iterable[str]) -> dict[str, int]:
         return {name: self.watermark(name) for name in names}

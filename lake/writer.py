@@ -160,8 +160,9 @@ class TableWriter:
                     OFFSETS_KEY: json.dumps({str(p): last for p, last in sorted(advancing.items())}),
                 },
             )
+            # delta-rs moves `dt` to the commit it wrote: its version is ours, even when another
+            # writer commits right after (bringing it up to date again could report theirs).
             write_deltalake(dt, rows, mode="append", commit_properties=properties)
-            dt.update_incremental()
             remember(dt, heads)
             return CommitResult("events", rows.num_rows, int(dt.version()))
 
@@ -193,7 +194,7 @@ class TableWriter:
         table = lake.spec(name)
 
         def commit(dt: DeltaTable) -> CommitResult:
-            current = lake.watermark(name, dt=dt)
+            current = lake.watermark_at(name, dt)
             if how != "overwrite" and current >= watermark:
                 return CommitResult(name, 0, None, f"already at events version {current}")
             rows = _sorted(data.select(table.schema.names).cast(table.schema), table)
@@ -201,9 +202,10 @@ class TableWriter:
                 app_transactions=[Transaction(materialize_app_id(name), watermark)],
                 custom_metadata={WATERMARK_KEY: str(watermark)},
             )
-            _write_rows(dt, table, rows, how=how, properties=properties)
-            dt.update_incremental()
-            return CommitResult(name, rows.num_rows, int(dt.version()))
+            _write_rows(dt, table, rows, how=how, properties=properties)  # moves `dt` to its commit
+            version = int(dt.version())
+            lake.committed(name, version, watermark)
+            return CommitResult(name, rows.num_rows, version)
 
         # The table kept open for writes (lake.heads), brought up to date instead of opened;
         # write_to turns delta-rs errors into LakeError.

@@ -152,8 +152,7 @@ class HotMemoriesTable:
         dt = self._table.table()
         predicate = None if cube_id is None else f"cube_id = {sql_literal(cube_id)}"
         with delta_errors(HOT_MEMORIES):
-            write_deltalake(dt, data, mode="overwrite", predicate=predicate)
-            dt.update_incremental()
+            write_deltalake(dt, data, mode="overwrite", predicate=predicate)  # moves `dt` to its commit
             return int(dt.version())
 
     def forget(self, *, subject_id: str, memories: Iterable[tuple[str, str]] = ()) -> int:

@@ -143,8 +143,7 @@ class VectorCache:
             return None
         dt = self._table.table()
         with delta_errors(VECTORS):
-            write_deltalake(dt, data, mode="append")
-            dt.update_incremental()
+            write_deltalake(dt, data, mode="append")  # moves `dt` to its commit
             return int(dt.version())
 
     def compact_bucket(self, bucket: int, stale: Collection[tuple[str, str, str]]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -54,15 +55,22 @@ def test_a_failed_read_drops_the_table(tmp_path: Path) -> None:
     assert heads.read(uri, None, lambda dt: dt.version()) == 0
 
 
+def _counted_watermark(calls: list[int]) -> Callable[[DeltaTable], int | None]:
+    """A watermark read that records the table version of every call."""
+
+    def watermark(dt: DeltaTable) -> int | None:
+        calls.append(dt.version())
+        return dt.transaction_version("materialize:t")
+
+    return watermark
+
+
 def test_a_memoised_read_runs_once_per_table_version(tmp_path: Path) -> None:
     uri = str(tmp_path / "t")
     _append(uri, 1, app="materialize:t", version=3)
     heads = TableHeads()
     calls: list[int] = []
-
-    def watermark(dt: DeltaTable) -> int | None:
-        calls.append(dt.version())
-        return dt.transaction_version("materialize:t")
+    watermark = _counted_watermark(calls)
 
     assert [heads.read(uri, None, watermark, memo="w") for _ in range(3)] == [3, 3, 3]
     assert calls == [0]
@@ -75,6 +83,25 @@ def test_a_memoised_read_runs_once_per_table_version(tmp_path: Path) -> None:
     assert heads.read(uri, None, watermark, memo="w") == 9
     assert heads.read(uri, None, watermark, memo="w") == 9
     assert calls == [0, 0, 1]
+
+
+def test_a_value_a_writer_remembers_answers_that_version_only(tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    _append(uri, 1, app="materialize:t", version=3)
+    heads = TableHeads()
+    calls: list[int] = []
+    watermark = _counted_watermark(calls)
+
+    # Not open for reads yet: nothing is remembered (an opened table starts without memos).
+    heads.remember(uri, "w", 0, 3)
+    assert heads.recall(uri, "w", 0) is None
+    assert heads.read(uri, None, watermark, memo="w") == 3
+    _append(uri, 1, app="materialize:t", version=9)
+    heads.remember(uri, "w", 1, 9)
+    assert heads.recall(uri, "w", 1) == 9
+    assert heads.recall(uri, "w", 0) is None  # another version: unknown
+    assert heads.read(uri, None, watermark, memo="w") == 9
+    assert calls == [0]  # the new version was answered from what the writer remembered
 
 
 def test_memos_go_with_their_table(tmp_path: Path) -> None:
