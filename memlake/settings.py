@@ -125,7 +125,9 @@ class LakeSettings(_Section):
         168, description="Time travel and restore must reach at least this far back; vacuum keeps it."
     )
     checkpoint_interval: Annotated[int, Field(ge=1)] = Field(
-        100, description="Commits between Delta checkpoints."
+        10,
+        description="Commits between Delta checkpoints (Delta's own default): reading a table "
+        "replays the commits since the last one, and a follower commits every table every batch.",
     )
     buckets: Annotated[int, Field(ge=1, le=1024)] = Field(
         8,
