@@ -30,7 +30,7 @@ from lake.tables import Lake
 from lake.writer import CommitResult, TableWriter
 from memlake.settings import KafkaSettings, LakeSettings, Settings
 from pipelines.landed_cache import landed_events
-from pipelines.options import metric, pipeline_options
+from pipelines.options import Spread, metric, pipeline_options
 from streams.dead_letters import DeadLetter, DeadLetterWriter
 from streams.reader import OffsetRange, Record, end_offsets, read_range
 from streams.triage import triage
@@ -197,7 +197,7 @@ class Land(beam.PTransform):  # type: ignore[type-arg]
         chunks = (
             ranges
             | "Ranges" >> beam.FlatMap(_groups)
-            | "Spread" >> beam.Reshuffle()
+            | "Spread" >> Spread()
             | "Read" >> beam.ParDo(ReadRanges(s.kafka, timeout_s=s.pipelines.read_timeout_s))
         )
         triaged = chunks | "Triage" >> beam.ParDo(Triage()).with_outputs(Triage.DEAD, main="events")

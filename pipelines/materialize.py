@@ -53,7 +53,7 @@ from memlake.settings import LakeSettings, Settings
 from pipelines.derived import RowsKind, combined, commit_table, rows_table
 from pipelines.folding import EV, CubeRows, LoggedEvent, fold_cube
 from pipelines.landed_cache import landed_events
-from pipelines.options import metric, pipeline_options
+from pipelines.options import Spread, metric, pipeline_options
 from pipelines.state_cache import StateCache, keep, state_cache
 
 _NS = "memlake.materialize"
@@ -392,7 +392,7 @@ class Materialize(beam.PTransform):  # type: ignore[type-arg]
         rows = (
             plan
             | "Versions" >> beam.FlatMap(lambda p: p.chunks if p is not None else ())
-            | "Spread" >> beam.Reshuffle()
+            | "Spread" >> Spread()
             | "ReadEvents" >> beam.ParDo(ReadEvents(lake), plan=batch)
             # One shuffle: rows keyed by their cube's shard, so each cube's events meet in one fold.
             | "ToShards" >> beam.Map(_shard, plan=batch)
