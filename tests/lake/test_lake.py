@@ -262,3 +262,22 @@ def test_a_cut_pairs_each_version_with_its_own_watermark(tmp_path: Path) -> None
     assert cut.watermark == 1
     assert cut.versions["memories"] == at_one
     assert Lake(settings).head("memories") == (at_one + 1, 2)
+
+
+def test_commits_leave_expired_log_files_to_maintenance(tmp_path: Path) -> None:
+    """Dropping expired log files lists the whole log: commits leave it to `checkpoint`."""
+    settings = LakeSettings(root=str(tmp_path / "lake"), checkpoint_interval=5)
+    lake = Lake(settings)
+    writer = TableWriter(lake)
+    writer.commit_derived("cube_versions", _empty("cube_versions"), watermark=0)
+    # Every log file is expired as soon as it is written, from here on.
+    expire_at_once = {"delta.logRetentionDuration": "interval 0 seconds"}
+    lake.table("cube_versions").alter.set_table_properties(expire_at_once)
+    for watermark in range(1, 12):  # past two checkpoints
+        writer.commit_derived("cube_versions", _empty("cube_versions"), watermark=watermark)
+    log = Path(lake.uri("cube_versions")) / "_delta_log"
+    assert (log / f"{0:020d}.json").exists()
+    assert list(log.glob("*.checkpoint.parquet"))
+    checkpoint(lake, ["cube_versions"])
+    assert not (log / f"{0:020d}.json").exists()
+    assert lake.watermark("cube_versions") == 11
