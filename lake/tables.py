@@ -55,6 +55,9 @@ def delta_errors(table: str) -> Iterator[None]:
         raise LakeError(table, f"{type(e).__name__}: {e}") from e
 
 
+_HEAD = "head"  # the memo of (version, watermark) per table version: read by `head`, known by writers
+
+
 def _watermark_of(name: str, dt: DeltaTable) -> int:
     value = dt.transaction_version(materialize_app_id(name))
     return -1 if value is None else int(value)
@@ -170,7 +173,7 @@ class Lake:
     def head(self, name: str) -> tuple[int, int]:
         """The table's newest version and the watermark it reflects, read from one state of
         its log (two separate reads could straddle a commit)."""
-        return self._read_head(name, lambda dt: (int(dt.version()), _watermark_of(name, dt)), memo="head")
+        return self._read_head(name, lambda dt: (int(dt.version()), _watermark_of(name, dt)), memo=_HEAD)
 
     def watermark(self, name: str, *, dt: DeltaTable | None = None) -> int:
         """The last events-table version a derived table reflects (-1 for none)."""
@@ -182,12 +185,12 @@ class Lake:
     def watermark_at(self, name: str, dt: DeltaTable) -> int:
         """`watermark(name, dt=dt)`, answered from what this process committed when it can."""
         version = int(dt.version())
-        known = table_heads().recall(self.uri(name), "head", version)
+        known = table_heads().recall(self.uri(name), _HEAD, version)
         return int(known[1]) if known is not None else self.watermark(name, dt=dt)
 
     def committed(self, name: str, version: int, watermark: int) -> None:
         """Note that `version` of the table, written by this process, reflects `watermark`."""
-        table_heads().remember(self.uri(name), "head", version, (version, watermark))
+        table_heads().remember(self.uri(name), _HEAD, version, (version, watermark))
 
     def watermarks(self, names: Iterable[str]) -> dict[str, int]:
         return {name: self.watermark(name) for name in names}

@@ -8,7 +8,7 @@ graphs on a cluster. Options given on the command line come last and win.
 
 from __future__ import annotations
 
-__all__ = ["pipeline_options", "metric", "Spread"]
+__all__ = ["DIRECT_RUNNERS", "pipeline_options", "metric", "Spread"]
 
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +18,9 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from memlake.settings import PipelineSettings
+
+# The runners that run a graph on this machine (the DirectRunner runs batch graphs on the FnApiRunner).
+DIRECT_RUNNERS = frozenset({"DirectRunner", "FnApiRunner"})
 
 
 def pipeline_options(settings: PipelineSettings, extra: Sequence[str] = ()) -> PipelineOptions:
@@ -35,7 +38,7 @@ def _one_local_worker(options: PipelineOptions) -> bool:
     runner = options.view_as(StandardOptions).runner
     direct = options.view_as(DirectOptions)
     return (
-        (runner is None or str(runner) in {"DirectRunner", "FnApiRunner"})
+        (runner is None or str(runner) in DIRECT_RUNNERS)
         and (direct.direct_num_workers or 1) == 1
         and direct.direct_running_mode == "in_memory"
     )

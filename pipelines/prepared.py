@@ -24,7 +24,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-_DIRECT = {"DirectRunner", "FnApiRunner"}
+from pipelines.options import DIRECT_RUNNERS
 
 
 class _Recording(beam.Pipeline):
@@ -62,7 +62,7 @@ class PreparedPipeline:
     @property
     def reusable(self) -> bool:
         runner = self._options.view_as(StandardOptions).runner
-        return runner is None or str(runner) in _DIRECT
+        return runner is None or str(runner) in DIRECT_RUNNERS
 
     def run(self) -> Any:
         """Run the graph once and return the runner's result (its metrics); a failing step raises."""
