@@ -176,17 +176,14 @@ class Lake:
         return self._read_head(name, lambda dt: (int(dt.version()), _watermark_of(name, dt)), memo=_HEAD)
 
     def watermark(self, name: str, *, dt: DeltaTable | None = None) -> int:
-        """The last events-table version a derived table reflects (-1 for none)."""
+        """The last events-table version a derived table reflects (-1 for none); with `dt`,
+        at that table's loaded version, answered from the head memo when this process read
+        or committed that version (a version's watermark never changes)."""
         if dt is None:
             return self.head(name)[1]
         with delta_errors(name):
-            return _watermark_of(name, dt)
-
-    def watermark_at(self, name: str, dt: DeltaTable) -> int:
-        """`watermark(name, dt=dt)`, answered from what this process committed when it can."""
-        version = int(dt.version())
-        known = table_heads().recall(self.uri(name), _HEAD, version)
-        return int(known[1]) if known is not None else self.watermark(name, dt=dt)
+            known = table_heads().recall(self.uri(name), _HEAD, int(dt.version()))
+            return int(known[1]) if known is not None else _watermark_of(name, dt)
 
     def committed(self, name: str, version: int, watermark: int) -> None:
         """Note that `version` of the table, written by this process, reflects `watermark`."""

@@ -218,7 +218,7 @@ class TableWriter:
         table = lake.spec(name)
 
         def commit(dt: DeltaTable) -> CommitResult:
-            current = lake.watermark_at(name, dt)
+            current = lake.watermark(name, dt=dt)
             if how != "overwrite" and current >= watermark:
                 return CommitResult(name, 0, None, f"already at events version {current}")
             rows = _sorted(data.select(table.schema.names).cast(table.schema), table)
