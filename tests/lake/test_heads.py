@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
-from lake.heads import TableHeads
+from lake.heads import _REOPEN_AFTER, TableHeads
 
 
 def _append(uri: str, n: int, *, app: str | None = None, version: int = 0) -> None:
@@ -178,3 +178,34 @@ def test_an_unchanged_local_table_is_not_listed_again(
     _append(path, 2)
     assert heads.read(uri, None, lambda dt: dt.version()) == 1
     assert listed == [1]
+
+
+def test_a_kept_table_is_opened_afresh_once_far_past_where_it_was_opened(tmp_path: Path) -> None:
+    """delta-rs' open table carries every commit it was brought through (each append gets
+    slower with them): past `_REOPEN_AFTER` versions it is replaced, reads and writes alike."""
+    uri = str(tmp_path / "t")
+    _append(uri, 1, app="materialize:t", version=0)
+    heads = TableHeads()
+    read_from: list[DeltaTable] = []
+    written_to: list[DeltaTable] = []
+
+    def append(dt: DeltaTable) -> int:
+        written_to.append(dt)
+        write_deltalake(dt, pa.table({"x": [9]}), mode="append")
+        return int(dt.version())
+
+    def version(dt: DeltaTable) -> int:
+        read_from.append(dt)
+        return int(dt.version())
+
+    for n in range(1, _REOPEN_AFTER + 3):
+        assert heads.write(uri, None, append) == n
+        assert heads.read(uri, None, version) == n == DeltaTable(uri).version()
+    # The same objects until they were _REOPEN_AFTER versions on, then new ones at the head.
+    assert all(dt is written_to[0] for dt in written_to[:_REOPEN_AFTER])
+    assert written_to[_REOPEN_AFTER] is not written_to[0]
+    assert all(dt is read_from[0] for dt in read_from[:_REOPEN_AFTER])
+    assert read_from[-1] is not read_from[0]
+    # Memos are per version, so they outlive the reopening.
+    assert heads.read(uri, None, lambda dt: dt.transaction_version("materialize:t"), memo="w") == 0
+    assert heads.read(uri, None, lambda dt: -1, memo="w") == 0
