@@ -20,6 +20,8 @@ from pathlib import Path
 from benchmarks._machine import describe_machine, package_versions
 from benchmarks._report import write_report
 from benchmarks._runner import PROFILES, discover, run_benchmarks, run_in_process
+from lake.allocator import configure_delta_allocator
+from memlake.settings import Settings
 
 _REPO = Path(__file__).resolve().parents[1]
 
@@ -72,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Benchmarks never fetch weights from a model hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # As the `memlake` command does, so that jobs run here behave as they do there.
+    configure_delta_allocator(Settings().lake)
     if args.command == "one":
         outcome = run_in_process(
             args.name,

@@ -142,6 +142,12 @@ class LakeSettings(_Section):
     target_file_mb: Annotated[int, Field(ge=1)] = Field(
         128, description="Target size of the files `memlake lake compact` writes."
     )
+    allocator_decay_ms: Annotated[int, Field(ge=-1)] = Field(
+        200,
+        description="How long delta-rs' allocator (jemalloc) keeps freed memory before its background "
+        "thread returns it (its dirty and muzzy decay; -1: jemalloc's defaults, 10 s, no thread). Set "
+        "by the `memlake` command before deltalake loads; an `_RJEM_MALLOC_CONF` already set wins.",
+    )
 
 
 class PipelineSettings(_Section):

@@ -13,6 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from lake.allocator import configure_delta_allocator
 from memlake.errors import MemlakeError
 from memlake.settings import Settings
 
@@ -48,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     settings = Settings()
+    # Before any command loads deltalake: its allocator reads the setting once, then.
+    configure_delta_allocator(settings.lake)
     try:
         code: int = args.run(settings, args)
     except MemlakeError as e:
