@@ -15,8 +15,10 @@ with `_BATCH_THRESHOLDS`.
 
 from __future__ import annotations
 
-__all__ = ["batch_heap"]
+__all__ = ["batch_heap", "release_freed"]
 
+import ctypes
+import ctypes.util
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,3 +37,27 @@ def batch_heap() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*previous)
+
+
+def release_freed() -> None:
+    """Collect cycles, then hand what the allocators hold free back to the system.
+
+    Between two large batches: Python's objects above 512 bytes live in glibc's heap,
+    and Arrow's buffers in its own pool, and each keeps what was freed for its own
+    reuse; the next batch's peak then adds to memory the other allocators still hold.
+    """
+    gc.collect()
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    _malloc_trim()
+
+
+def _malloc_trim() -> None:
+    name = ctypes.util.find_library("c")
+    if name is None:  # not glibc (musl, macOS): nothing to trim
+        return
+    libc = ctypes.CDLL(name)
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)

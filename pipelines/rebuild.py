@@ -11,7 +11,6 @@ from __future__ import annotations
 
 __all__ = ["RebuildResult", "run_rebuild"]
 
-import gc
 import shutil
 import time
 import uuid
@@ -23,6 +22,7 @@ from lake.schemas import DERIVED_TABLES, TABLES
 from lake.snapshot import find_cut
 from lake.tables import Lake
 from memlake.settings import Settings
+from pipelines.heap import release_freed
 from pipelines.job_process import job_process
 from pipelines.land import run_land
 from pipelines.materialize import run_materialize
@@ -110,12 +110,14 @@ def _rebuild(
             # What a batch leaves in reference cycles waits for a full collection, which the
             # batch thresholds (pipelines.heap) make rare: at 150,000 events 2.4 million such
             # objects had piled up over three batches (mostly rejections' tracebacks holding
-            # the fold's frames, now cut in memlake.fold). Collected each batch.
-            gc.collect()
+            # the fold's frames, now cut in memlake.fold). Collected each batch, and what the
+            # allocators then hold free handed back.
+            release_freed()
             progress(f"rebuild: materialized up to events version {done.watermark}")
     # The fresh lake's kept cube states (up to `state_cache_versions`, about a gigabyte at the
     # default) serve no later batch: freed before the comparison takes its own memory.
     drop_state_cache(root)
+    release_freed()
     differences: list[TableDifference] = []
     if verify:
         for name in TABLES:
