@@ -174,6 +174,11 @@ class PipelineSettings(_Section):
         "micro-batches (0: none; about 7 KB of heap a memory version); cubes of at most 1/16 of it are read "
         "whole once to be kept, as many as it has room for.",
     )
+    rebuild_state_cache_versions: Annotated[int, Field(ge=0)] = Field(
+        0,
+        description="`state_cache_versions` for `memlake rebuild` (0: none). Its batches span every cube, "
+        "so the cache holds few of the cubes the next batch reads, for up to a gigabyte.",
+    )
     maintenance_every: Annotated[int, Field(ge=0)] = Field(
         200,
         description="In follow mode, compact and checkpoint the tables every N micro-batches (0: never).",

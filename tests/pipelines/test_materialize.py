@@ -17,9 +17,10 @@ from memlake.cli import main
 from memlake.events import CubeCreated, MemoryAdded, MemoryDeleted, MemoryUpdated, new_event, parse_event
 from memlake.fold import memories_at
 from memlake.model import Actor, ActorKind
-from memlake.settings import Settings
+from memlake.settings import LakeSettings, Settings
 from pipelines.follow import run_jobs
 from pipelines.land import run_land
+from pipelines.materialize import FoldShard
 from pipelines.rebuild import run_rebuild
 from streams.dead_letters import read_dead_letters
 from streams.reader import OffsetRange, end_offsets, read_range
@@ -182,3 +183,34 @@ def test_in_process_and_multi_processing_runners_give_identical_tables(
     run_jobs(two, beam_args=["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
     assert_same_tables(Lake(one.lake), Lake(two.lake))
     assert lake_memories(Lake(two.lake)) == expected_memories(pure_fold(events))
+
+
+def test_a_rebuild_keeps_cube_states_as_its_own_setting_says(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild's batches span every cube: it folds with `rebuild_state_cache_versions`,
+    not the followers' `state_cache_versions`, and still rebuilds the same tables."""
+    events = generate(300, cubes=4, seed=21)
+    produce(settings.kafka, events)
+    run_jobs(settings)
+    kept: list[int] = []
+    original = FoldShard.__init__
+
+    def recording(self: FoldShard, lake: LakeSettings, cache_versions: int = 0) -> None:
+        kept.append(cache_versions)
+        original(self, lake, cache_versions)
+
+    monkeypatch.setattr(FoldShard, "__init__", recording)
+    tuned = settings.model_copy(
+        update={
+            "pipelines": settings.pipelines.model_copy(
+                update={"state_cache_versions": 5000, "rebuild_state_cache_versions": 777}
+            )
+        }
+    )
+    result = run_rebuild(tuned, verify=True)
+    assert result.equal, result.differences
+    assert set(kept) == {777}
+    kept.clear()
+    assert run_rebuild(settings, verify=True).equal
+    assert set(kept) == {0}  # the default: none kept
