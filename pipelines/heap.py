@@ -19,8 +19,9 @@ __all__ = ["batch_heap", "release_freed"]
 
 import ctypes
 import ctypes.util
+import functools
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 # Young collections every 20,000 net allocations; a full one after 50 of the middle
@@ -50,14 +51,16 @@ def release_freed() -> None:
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()
-    _malloc_trim()
-
-
-def _malloc_trim() -> None:
-    name = ctypes.util.find_library("c")
-    if name is None:  # not glibc (musl, macOS): nothing to trim
-        return
-    libc = ctypes.CDLL(name)
-    trim = getattr(libc, "malloc_trim", None)
+    trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, looked up once (None elsewhere: musl, macOS)."""
+    name = ctypes.util.find_library("c")  # runs ldconfig: not once a batch
+    if name is None:
+        return None
+    trim: Callable[[int], int] | None = getattr(ctypes.CDLL(name), "malloc_trim", None)
+    return trim
