@@ -18,7 +18,7 @@ anything imports `deltalake`, and a configuration the operator set is left alone
 
 from __future__ import annotations
 
-__all__ = ["DELTA_MALLOC_CONF", "configure_delta_allocator"]
+__all__ = ["DELTA_MALLOC_CONF", "configure_delta_allocator", "delta_malloc_conf"]
 
 import os
 import sys
