@@ -105,7 +105,7 @@ def event_row(
         "partition": partition,
         "offset": offset,
         "logged_at": logged_at,
-        "event_id": str(event.event_id),
+        "event_id": event.event_key,
         "type": event.type,
         "schema_version": event.schema_version,
         "cube_id": event.cube_id,

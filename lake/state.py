@@ -81,7 +81,7 @@ def references(cube_id: str, events: Sequence[Event]) -> StateRequest:
     return StateRequest(
         cube_id,
         frozenset(memory_ids),
-        frozenset(str(e.event_id) for e in events),
+        frozenset(e.event_key for e in events),
         full,
     )
 

@@ -198,7 +198,7 @@ def _handles(
 
 def _require_cube(draft: _Draft, event: Event) -> Cube:
     if draft.cube is None:
-        raise CubeNotFoundError(event.cube_id, event_id=str(event.event_id))
+        raise CubeNotFoundError(event.cube_id, event_id=event.event_key)
     return draft.cube
 
 
@@ -215,7 +215,7 @@ def _require_role(cube: Cube, event: Event, *, role: str, action: str) -> None:
         allowed = cube.acl.can_read(principal)
     if not allowed:
         raise PermissionDeniedError(
-            cube.cube_id, principal=principal, action=action, event_id=str(event.event_id)
+            cube.cube_id, principal=principal, action=action, event_id=event.event_key
         )
 
 
@@ -223,10 +223,10 @@ def _require_memory(draft: _Draft, event: Event, *, writable: bool = True) -> Me
     assert event.memory_id is not None  # guaranteed by the envelope's validation
     memory = draft.memories.get(event.memory_id)
     if memory is None:
-        raise MemoryNotFoundError(event.cube_id, event.memory_id, event_id=str(event.event_id))
+        raise MemoryNotFoundError(event.cube_id, event.memory_id, event_id=event.event_key)
     if writable and memory.status not in _WRITABLE:
         raise MemoryNotWritableError(
-            event.cube_id, event.memory_id, memory.status.value, event_id=str(event.event_id)
+            event.cube_id, event.memory_id, memory.status.value, event_id=event.event_key
         )
     return memory
 
@@ -270,7 +270,7 @@ def _same_but_bookkeeping(a: Memory, b: Memory) -> bool:
 @_handles(CubeCreated)
 def _cube_created(draft: _Draft, event: CubeCreated, version: int) -> None:
     if draft.cube is not None:
-        raise CubeExistsError(event.cube_id, event_id=str(event.event_id))
+        raise CubeExistsError(event.cube_id, event_id=event.event_key)
     p = event.payload
     owner = p.owner or event.actor.principal
     draft.set_cube(
@@ -313,7 +313,7 @@ def _rolled_back(draft: _Draft, event: CubeRolledBack, version: int) -> None:
     target = event.payload.to_version
     if not 1 <= target <= cube.version:
         raise RollbackTargetError(
-            cube.cube_id, to_version=target, current=cube.version, event_id=str(event.event_id)
+            cube.cube_id, to_version=target, current=cube.version, event_id=event.event_key
         )
     then = _memories_in(draft.history, target)
     for memory_id, now in list(draft.memories.items()):
@@ -322,7 +322,8 @@ def _rolled_back(draft: _Draft, event: CubeRolledBack, version: int) -> None:
             if now.status is not MemoryStatus.DELETED:
                 draft.put(_revise(now, version, event.occurred_at, status=MemoryStatus.DELETED))
             continue
-        if _same_but_bookkeeping(old, now):
+        # Most memories are untouched since the target: the very same value.
+        if old is now or _same_but_bookkeeping(old, now):
             continue
         draft.put(
             old.evolve(
@@ -344,7 +345,7 @@ def _memory_added(draft: _Draft, event: MemoryAdded, version: int) -> None:
     _require_role(cube, event, role="writers", action="add memories")
     assert event.memory_id is not None
     if event.memory_id in draft.memories:
-        raise MemoryExistsError(event.cube_id, event.memory_id, event_id=str(event.event_id))
+        raise MemoryExistsError(event.cube_id, event.memory_id, event_id=event.event_key)
     p = event.payload
     ttl = p.ttl_seconds or cube.policy.ttl_seconds
     draft.put(
@@ -399,7 +400,7 @@ def _memory_updated(draft: _Draft, event: MemoryUpdated, version: int) -> None:
             event.cube_id,
             memory.memory_id,
             f"a {memory.kind.value} memory (no text content)",
-            event_id=str(event.event_id),
+            event_id=event.event_key,
         )
     draft.put(
         _revise(
@@ -467,17 +468,17 @@ def _memory_merged(draft: _Draft, event: MemoryMerged, version: int) -> None:
     for source_id in dict.fromkeys(p.sources):
         source = draft.memories.get(source_id)
         if source is None:
-            raise MemoryNotFoundError(event.cube_id, source_id, event_id=str(event.event_id))
+            raise MemoryNotFoundError(event.cube_id, source_id, event_id=event.event_key)
         if source.status not in _WRITABLE:
             raise MemoryNotWritableError(
-                event.cube_id, source_id, source.status.value, event_id=str(event.event_id)
+                event.cube_id, source_id, source.status.value, event_id=event.event_key
             )
         sources.append(source)
     lineage = tuple(SourceRef(memory_id=s.memory_id, version=s.version) for s in sources)
     survivor = draft.memories.get(event.memory_id)
     if survivor is not None and survivor.memory_id not in p.sources:
         # Checked before any write: a rejected event must leave no trace in the draft.
-        raise MemoryExistsError(event.cube_id, event.memory_id, event_id=str(event.event_id))
+        raise MemoryExistsError(event.cube_id, event.memory_id, event_id=event.event_key)
     tags = tuple(dict.fromkeys((*p.tags, *(t for s in sources for t in s.header.tags))))
     for source in sources:
         if source.memory_id != event.memory_id:
@@ -531,11 +532,11 @@ def _memory_transformed(draft: _Draft, event: MemoryTransformed, version: int) -
     p = event.payload
     for ref in p.sources:
         if ref.memory_id not in draft.memories:
-            raise MemoryNotFoundError(event.cube_id, ref.memory_id, event_id=str(event.event_id))
+            raise MemoryNotFoundError(event.cube_id, ref.memory_id, event_id=event.event_key)
     existing = draft.memories.get(event.memory_id)
     if existing is not None:
         if existing.kind is not p.transformation.target:
-            raise MemoryExistsError(event.cube_id, event.memory_id, event_id=str(event.event_id))
+            raise MemoryExistsError(event.cube_id, event.memory_id, event_id=event.event_key)
         draft.put(
             _revise(
                 existing,
@@ -625,7 +626,7 @@ def memories_at(state: CubeState, cube_version: int) -> dict[str, Memory]:
 
 def _apply_to_draft(draft: _Draft, event: Event) -> int | None:
     """Apply one event; return the new cube version, or None for a duplicate."""
-    event_id = str(event.event_id)
+    event_id = event.event_key
     if event_id in draft.applied or event_id in draft.refused:
         return None
     current = draft.cube.version if draft.cube else 0
@@ -680,7 +681,7 @@ def fold(state: CubeState, events: Iterable[Event]) -> FoldResult:
             # Kept without its traceback: that references this frame, which holds the
             # result being built, a cycle that kept whole batches alive until a full collection.
             rejected.append(Rejection(event, e.with_traceback(None)))
-            draft.refused.add(str(event.event_id))
+            draft.refused.add(event.event_key)
             continue
         if version is not None:
             applied.append((event, version))

@@ -95,7 +95,7 @@ def fold_cube(
     logged_of: dict[int, LoggedEvent] = {}
     first_copy: dict[str, LoggedEvent] = {}
     for logged in ordered:
-        logged_of[id(logged.event)] = first_copy.setdefault(str(logged.event.event_id), logged)
+        logged_of[id(logged.event)] = first_copy.setdefault(logged.event.event_key, logged)
     by_version: dict[int, LoggedEvent] = {version: logged_of[id(event)] for event, version in result.applied}
     erasures = [
         logged_of[id(event)].events_version for event, _ in result.applied if isinstance(event, SubjectErased)
@@ -139,7 +139,7 @@ def fold_cube(
                 source = by_version[memory.cube_version]
                 row = {
                     **row_of(memory),
-                    "event_id": str(source.event.event_id),
+                    "event_id": source.event.event_key,
                     "event_type": source.event.type,
                     EV: source.events_version,
                 }
@@ -162,7 +162,7 @@ def fold_cube(
                 "bucket": bucket,
                 "cube_id": event.cube_id,
                 "version": version,
-                "event_id": str(logged.event.event_id),
+                "event_id": logged.event.event_key,
                 "event_type": event.type,
                 "memory_id": event.memory_id,
                 "actor": event.actor.principal,
@@ -184,7 +184,7 @@ def fold_cube(
         event = rejection.event
         rows.rejected.append(
             {
-                "event_id": str(event.event_id),
+                "event_id": event.event_key,
                 "cube_id": event.cube_id,
                 "memory_id": event.memory_id,
                 "event_type": event.type,

@@ -113,7 +113,7 @@ def verify_cube(settings: Settings, cube_id: str) -> VerifyReport:
         report.not_landed += sum(1 for _, event in good_tail if event.cube_id == cube_id)
     good, _ = triage(kafka_records)
     kafka_entries = [
-        ChainEntry(str(event.event_id), digest(record.value or b""), f"p{record.partition}@{record.offset}")
+        ChainEntry(event.event_key, digest(record.value or b""), f"p{record.partition}@{record.offset}")
         for record, event in good
         if event.cube_id == cube_id
     ]

@@ -118,9 +118,7 @@ class EventProducer:
             raise ValueError(f"chunk must be at least 1, not {chunk}")
         deliveries: list[Delivery] = []
         iterator = iter(items)
-        while batch := [
-            (str(event.event_id), event.cube_id, value) for event, value in islice(iterator, chunk)
-        ]:
+        while batch := [(event.event_key, event.cube_id, value) for event, value in islice(iterator, chunk)]:
             pending = [
                 (event_id, cube_id, self.send_raw(cube_id.encode(), value))
                 for event_id, cube_id, value in batch

@@ -252,3 +252,23 @@ def test_event_type_property_matches_the_class() -> None:
     event = b.created()
     assert isinstance(event, CubeCreated)
     assert event.event_type is EventType.CUBE_CREATED
+
+
+def test_the_event_key_is_the_id_as_text_and_changes_nothing_else() -> None:
+    raw = json.dumps(_raw_added()).encode()
+    keyed, plain = parse_event(raw), parse_event(raw)
+    assert keyed.event_key == "01890a5d-ac96-774b-bcce-b302099a8057" == str(keyed.event_id)
+    # Cached on the instance, yet left out of equality, hashing and the serialised form.
+    assert keyed == plain
+    assert plain == keyed
+    assert hash(keyed) == hash(plain)
+    assert serialize_event(keyed) == serialize_event(plain)
+
+
+def test_a_copy_with_a_new_id_has_that_id_as_its_key() -> None:
+    event = parse_event(json.dumps(_raw_added()).encode())
+    assert event.event_key == "01890a5d-ac96-774b-bcce-b302099a8057"
+    other = uuid.UUID("01890a5d-ac96-774b-bcce-b302099a8058")
+    copy = event.model_copy(update={"event_id": other})
+    assert copy.event_key == str(other)
+    assert event.model_copy().event_key == event.event_key

@@ -128,8 +128,11 @@ def test_evolve_equals_a_validated_copy_and_refuses_unknown_fields() -> None:
     assert changed == Policy(retention_days=7)
     assert changed.model_fields_set == {"ttl_seconds", "retention_days"}
     assert policy == Policy(ttl_seconds=60)  # the original is untouched
-    with pytest.raises(ValueError, match="no field"):
+    with pytest.raises(ValueError, match=r"Policy has no field \['ttl'\]"):
         policy.evolve(ttl=5)
+    # A change of a field already set keeps the set of set fields.
+    assert changed.evolve(retention_days=9).model_fields_set == {"ttl_seconds", "retention_days"}
+    assert Policy().evolve(retention_days=9).model_fields_set == {"retention_days"}
 
 
 def test_memory_visibility_on_top_of_the_cube_acl() -> None:
