@@ -24,8 +24,6 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
-
 from memlake.errors import (
     CubeExistsError,
     CubeNotFoundError,
@@ -64,6 +62,7 @@ from memlake.model import (
     MemoryKind,
     MemoryStatus,
     SourceRef,
+    equal_but,
 )
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -251,17 +250,12 @@ _BOOKKEEPING = frozenset({"indicators", "cube_version", "header"})
 _UPDATED_AT = frozenset({"updated_at"})
 
 
-def _equal_except(a: BaseModel, b: BaseModel, skip: frozenset[str]) -> bool:
-    da, db = a.__dict__, b.__dict__
-    return all(value is db[name] or value == db[name] for name, value in da.items() if name not in skip)
-
-
 def _same_but_bookkeeping(a: Memory, b: Memory) -> bool:
     """Equal but for indicators, cube version and `updated_at`: a rollback leaves such a memory be.
 
-    Field by field on the values (4 µs here; two `model_dump`s of each cost 17 µs, and a
-    rollback compares every memory of the cube)."""
-    return _equal_except(a, b, _BOOKKEEPING) and _equal_except(a.header, b.header, _UPDATED_AT)
+    On the values (`equal_but`; two `model_dump`s of each cost 17 µs, and a rollback
+    compares every memory of the cube)."""
+    return equal_but(a, b, _BOOKKEEPING) and equal_but(a.header, b.header, _UPDATED_AT)
 
 
 # --- cube events ----------------------------------------------------------------

@@ -30,6 +30,7 @@ __all__ = [
     "UtcDatetime",
     "Identifier",
     "utcnow",
+    "equal_but",
 ]
 
 from datetime import UTC, datetime
@@ -76,6 +77,16 @@ class _Value(BaseModel):
         _set(new, "__pydantic_extra__", None)
         _set(new, "__pydantic_private__", None)
         return new
+
+
+def equal_but(a: BaseModel, b: BaseModel, skip: frozenset[str]) -> bool:
+    """Equal in every field but those in `skip` (two values of one class).
+
+    The fold's values mostly share their parts (`evolve` copies references), and dict
+    equality in C tries `is` before `==` on each value: 1.0 against 2.4 µs for a cube
+    compared field by field in Python."""
+    blank = dict.fromkeys(skip)
+    return {**a.__dict__, **blank} == {**b.__dict__, **blank}
 
 
 class MemoryKind(StrEnum):

@@ -22,6 +22,7 @@ from memlake.model import (
     Policy,
     Sealed,
     Visibility,
+    equal_but,
 )
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
@@ -167,3 +168,11 @@ def test_cube_version_starts_at_one() -> None:
     with pytest.raises(ValidationError) as info:
         Cube(cube_id="c", name="n", acl=Acl(owner="user:a"), version=0, created_at=T, updated_at=T)
     assert _locs(info.value) == ["version"]
+
+
+def test_equal_but_ignores_only_the_fields_named() -> None:
+    policy = Policy(ttl_seconds=60)
+    other = policy.evolve(retention_days=7)
+    assert equal_but(policy, other, frozenset({"retention_days"}))
+    assert not equal_but(policy, other, frozenset({"ttl_seconds"}))
+    assert equal_but(policy, policy.evolve(ttl_seconds=60), frozenset())
