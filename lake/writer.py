@@ -20,7 +20,7 @@ __all__ = ["CommitResult", "TableWriter"]
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -57,8 +57,28 @@ def _quoted(column: str) -> str:
     return f'"{column}"'
 
 
-def _key_predicate(table: TableSpec) -> str:
-    return " AND ".join(f"t.{_quoted(k)} = s.{_quoted(k)}" for k in table.keys)
+def _literal(value: object) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"no SQL literal for {value!r} ({type(value).__name__}): only text and integers")
+
+
+def _key_predicate(table: TableSpec, within: Mapping[str, Collection[object]] | None = None) -> str:
+    """The MERGE's join: equal keys, and with `within` the target's rows among those values.
+
+    delta-rs keeps a condition on the target alone in the filter it reads the target with
+    (partition values prune files, the rest rows), so the MERGE reads only those rows.
+    """
+    on = [f"t.{_quoted(k)} = s.{_quoted(k)}" for k in table.keys]
+    for column, values in (within or {}).items():
+        if column not in table.schema.names:
+            raise ValueError(f"{table.name} has no column {column!r} to restrict a MERGE by")
+        if not values:
+            raise ValueError(f"restricting a MERGE into {table.name} by {column!r} needs values")
+        on.append(f"t.{_quoted(column)} IN ({', '.join(_literal(v) for v in values)})")
+    return " AND ".join(on)
 
 
 def _sorted(data: pa.Table, table: TableSpec) -> pa.Table:
@@ -96,8 +116,10 @@ def _write_rows(
     *,
     how: Literal["auto", "merge", "insert", "overwrite"],
     properties: CommitProperties,
+    on: str,
 ) -> None:
-    """One commit of `rows` the way `how` and the table's mode say (see `commit_derived`)."""
+    """One commit of `rows` the way `how` and the table's mode say (see `commit_derived`);
+    a MERGE joins `on` that predicate."""
     if how == "overwrite":
         _write(dt, rows, "overwrite", properties)
         return
@@ -106,7 +128,7 @@ def _write_rows(
         _write(dt, rows, "append", properties)
         return
     with _ONE_MERGE_AT_A_TIME:
-        _merge(dt, table, rows, properties)
+        _merge(dt, table, rows, properties, on)
 
 
 # A MERGE holds the target's touched files in memory while it runs (DataFusion, outside the
@@ -114,10 +136,16 @@ def _write_rows(
 _ONE_MERGE_AT_A_TIME = threading.Lock()
 
 
-def _merge(dt: DeltaTable, table: TableSpec, rows: pa.Table, properties: CommitProperties) -> None:
+def _merge(
+    dt: DeltaTable,
+    table: TableSpec,
+    rows: pa.Table,
+    properties: CommitProperties,
+    on: str,
+) -> None:
     merger = dt.merge(
         rows,
-        _key_predicate(table),
+        on,
         source_alias="s",
         target_alias="t",
         commit_properties=properties,
@@ -203,6 +231,7 @@ class TableWriter:
         *,
         watermark: int,
         how: Literal["auto", "merge", "insert", "overwrite"] = "auto",
+        within: Mapping[str, Collection[object]] | None = None,
     ) -> CommitResult:
         """Write one batch of a derived table, tagged with the events version it reflects.
 
@@ -210,12 +239,14 @@ class TableWriter:
         forces an upsert by key (an erasure rewriting past versions); `insert` appends
         to an upsert table rows whose keys the caller knows it lacks; `overwrite`
         replaces the whole table (a full refold). Skipped when the table already
-        reflects `watermark` or later.
+        reflects `watermark` or later. A MERGE given `within` (column -> values) matches
+        only the table's rows among those values: every other row is inserted.
         """
         from deltalake import CommitProperties, Transaction
 
         lake = self._lake
         table = lake.spec(name)
+        on = _key_predicate(table, within)  # a bad `within` fails here, before any I/O
 
         def commit(dt: DeltaTable) -> CommitResult:
             current = lake.watermark(name, dt=dt)
@@ -226,7 +257,8 @@ class TableWriter:
                 app_transactions=[Transaction(materialize_app_id(name), watermark)],
                 custom_metadata={WATERMARK_KEY: str(watermark)},
             )
-            _write_rows(dt, table, rows, how=how, properties=properties)  # moves `dt` to its commit
+            # Moves `dt` to its commit.
+            _write_rows(dt, table, rows, how=how, properties=properties, on=on)
             version = int(dt.version())
             lake.committed(name, version, watermark)
             return CommitResult(name, rows.num_rows, version)

@@ -9,9 +9,10 @@ states, which are right whatever the table held before.
 
 from __future__ import annotations
 
-__all__ = ["rows_table", "commit_table", "combined", "EV_FIELD", "RowsKind"]
+__all__ = ["rows_table", "commit_table", "combined", "EV_FIELD", "FoldedRows", "RowsKind"]
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -29,12 +30,25 @@ EV_FIELD = pa.field(EV, pa.int64())
 RowsKind = Literal["auto", "merge", "insert"]
 
 
-def combined(kinds: Iterable[RowsKind]) -> RowsKind:
-    """The kind of several shards' rows of one table: any merge merges; all inserts insert."""
-    found = set(kinds)
+@dataclass(frozen=True, slots=True)
+class FoldedRows:
+    """One shard's rows of one table, and how they go in."""
+
+    table: pa.Table
+    kind: RowsKind = "auto"
+    # With `merge`: the cubes whose rows already in the table these rows rewrite. Every
+    # other row is new, so the MERGE reads only these cubes' rows of the table.
+    rewrites: frozenset[str] = frozenset()
+
+
+def combined(parts: Iterable[FoldedRows]) -> tuple[RowsKind, frozenset[str]]:
+    """How several shards' rows of one table go in: any merge merges (the cubes all of them
+    rewrite); all inserts insert."""
+    parts = list(parts)
+    found = {part.kind for part in parts}
     if "merge" in found:
-        return "merge"
-    return "insert" if found == {"insert"} else "auto"
+        return "merge", frozenset().union(*(part.rewrites for part in parts))
+    return ("insert" if found == {"insert"} else "auto"), frozenset()
 
 
 def _schema(name: str) -> pa.Schema:
@@ -72,12 +86,20 @@ def commit_table(
     overwrite: bool = False,
     kind: RowsKind = "auto",
     cut: int = -1,
+    rewrites: Collection[str] = (),
 ) -> CommitResult:
     """Commit one batch of one derived table: the rows it still lacks, tagged `watermark`.
 
     Rows of kind `insert` are appended, without a MERGE (about 8x cheaper here), only while
     the table is exactly at the batch's `cut`: then none of their keys is in it. A table
     past the cut (a crash between two tables' commits) upserts them as usual.
+
+    Rows of kind `merge` on an append table (an erasure rewriting past versions) are
+    merged within the cubes `rewrites` names: the rows of the table's other cubes are
+    neither read nor matched. Its rows of other cubes are new versions (rows the table
+    holds already were dropped above by their events version), so inserting them without
+    a match is what an append does. Unscoped, the MERGE read the whole table: 1.8 GiB for
+    a 60k-row batch into 1.1M rows, against 0.45 GiB scoped to one cube.
     """
     table = spec(name)
     schema = _schema(name)
@@ -95,4 +117,14 @@ def commit_table(
     how: Literal["auto", "merge", "insert", "overwrite"] = "overwrite" if overwrite else kind
     if how == "insert" and current != cut:
         how = "auto"
-    return TableWriter(lake).commit_derived(name, data, watermark=watermark, how=how)
+    within: dict[str, Collection[object]] | None = None
+    if how == "merge" and table.mode == "append":
+        if not rewrites:
+            raise ValueError(f"a merge into the append table {name} must name the cubes it rewrites")
+        rewriting = data.filter(pc.is_in(data.column("cube_id"), pa.array(sorted(rewrites), pa.string())))
+        if rewriting.num_rows:
+            buckets = pc.unique(rewriting.column("bucket")).to_pylist()
+            within = {"bucket": sorted(buckets), "cube_id": sorted(rewrites)}
+        else:
+            how = "auto"  # the rewriting rows were in the table already: the rest is new
+    return TableWriter(lake).commit_derived(name, data, watermark=watermark, how=how, within=within)

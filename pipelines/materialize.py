@@ -50,7 +50,7 @@ from lake.writer import CommitResult
 from memlake.errors import InvalidEventError, LakeError
 from memlake.events import parse_event
 from memlake.settings import LakeSettings, Settings
-from pipelines.derived import RowsKind, combined, commit_table, rows_table
+from pipelines.derived import FoldedRows, RowsKind, combined, commit_table, rows_table
 from pipelines.folding import EV, CubeRows, LoggedEvent, fold_cube
 from pipelines.landed_cache import landed_events
 from pipelines.options import Spread, metric, pipeline_options
@@ -240,9 +240,7 @@ class FoldShard(beam.DoFn):
             self._kept.inc()
         return states
 
-    def process(
-        self, element: tuple[int, Any], plan: MaterializePlan
-    ) -> Iterator[tuple[str, tuple[pa.Table, RowsKind]]]:
+    def process(self, element: tuple[int, Any], plan: MaterializePlan) -> Iterator[tuple[str, FoldedRows]]:
         shard, groups = element
         lake = Lake(self._lake)
         # A refold reads every event once: nothing to keep for a next batch.
@@ -271,6 +269,7 @@ class FoldShard(beam.DoFn):
         states = self._prior(lake, plan, requests, cache)
         out = CubeRows()
         out.rejected.extend(unreadable)
+        rewritten: set[str] = set()  # cubes whose past versions an erasure rewrote
         for cube_id in sorted(logged):
             prior = states[cube_id]
             rows = fold_cube(prior, logged[cube_id], buckets=lake.settings.buckets)
@@ -282,7 +281,8 @@ class FoldShard(beam.DoFn):
                     cache.forget(cube_id)
             for name in DERIVED_TABLES:
                 out.table(name).extend(rows.table(name))
-            out.rewrites_history |= rows.rewrites_history
+            if rows.rewrites_history:
+                rewritten.add(cube_id)
             out.updates_memories |= rows.updates_memories
             self._applied.inc(rows.applied)
             self._rejected.inc(len(rows.rejected))
@@ -292,11 +292,13 @@ class FoldShard(beam.DoFn):
             idle = [c for c in cache.cube_ids() if c not in logged and _shard_of(c, plan.shards) == shard]
             cache.advance(idle, plan.cut.watermark, plan.end)
         kinds: dict[str, RowsKind] = {
-            "memory_versions": "merge" if out.rewrites_history else "auto",
+            "memory_versions": "merge" if rewritten else "auto",
             "memories": "auto" if out.updates_memories else "insert",
         }
+        rewrites = {"memory_versions": frozenset(rewritten)}
         for name in DERIVED_TABLES:
-            yield name, (rows_table(name, out.table(name)), kinds.get(name, "auto"))
+            table = rows_table(name, out.table(name))
+            yield name, FoldedRows(table, kinds.get(name, "auto"), rewrites.get(name, frozenset()))
 
 
 def _unreadable(error: InvalidEventError, cube_id: str, row: Row) -> dict[str, Any]:
@@ -329,7 +331,7 @@ class CommitTables(beam.DoFn):
     def __init__(self, lake: LakeSettings) -> None:
         self._lake = lake
         self._commits = Metrics.counter(_NS, "commits")
-        self._pending: list[tuple[str, list[pa.Table], RowsKind]] = []
+        self._pending: list[tuple[str, list[pa.Table], RowsKind, frozenset[str]]] = []
         self._plan: MaterializePlan | None = None
 
     def start_bundle(self) -> None:
@@ -337,16 +339,18 @@ class CommitTables(beam.DoFn):
 
     def process(
         self,
-        element: tuple[str, tuple[list[Any], list[tuple[pa.Table, RowsKind]]]],
+        element: tuple[str, tuple[list[Any], list[FoldedRows]]],
         plan: MaterializePlan | None,
     ) -> None:
         if plan is None:
             return
         name, (_, parts) = element
         self._plan = plan
-        self._pending.append((name, [table for table, _ in parts], combined(kind for _, kind in parts)))
+        self._pending.append((name, [part.table for part in parts], *combined(parts)))
 
-    def _commit(self, name: str, parts: list[pa.Table], kind: RowsKind) -> CommitResult:
+    def _commit(
+        self, name: str, parts: list[pa.Table], kind: RowsKind, rewrites: frozenset[str]
+    ) -> CommitResult:
         plan = self._plan
         assert plan is not None
         return commit_table(
@@ -357,6 +361,7 @@ class CommitTables(beam.DoFn):
             overwrite=plan.refold,
             kind=kind,
             cut=plan.cut.watermark,
+            rewrites=rewrites,
         )
 
     def finish_bundle(self) -> Iterator[WindowedValue]:

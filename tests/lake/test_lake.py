@@ -19,6 +19,7 @@ from benchmarks._lake_workload import generate
 from lake.history import diff, memory_history
 from lake.maintenance import checkpoint, compact, restore, vacuum
 from lake.rows import event_row, to_table
+from lake.scan import scan
 from lake.schemas import DERIVED_TABLES, EVENTS, STATE_TABLES, spec
 from lake.snapshot import changes, find_cut, open_snapshot
 from lake.sql import query, write_result
@@ -281,3 +282,45 @@ def test_commits_leave_expired_log_files_to_maintenance(tmp_path: Path) -> None:
     checkpoint(lake, ["cube_versions"])
     assert not (log / f"{0:020d}.json").exists()
     assert lake.watermark("cube_versions") == 11
+
+
+def _cube_row(cube_id: str, name: str) -> dict[str, Any]:
+    return {"cube_id": cube_id, "name": name, "owner": "ann", "writers": [], "readers": [], "version": 1}
+
+
+def test_a_merge_within_values_matches_only_the_rows_among_them(tmp_path: Path) -> None:
+    """`within` narrows what a MERGE reads and matches: rows outside it are inserted."""
+    lake = Lake(LakeSettings(root=str(tmp_path / "lake")))
+    writer = TableWriter(lake)
+    schema = spec("cubes").schema
+    rows = [_cube_row("c1", "first"), _cube_row("it's", "first")]
+    writer.commit_derived("cubes", pa.Table.from_pylist(rows, schema=schema), watermark=1)
+    again = [_cube_row("c1", "second"), _cube_row("it's", "second")]
+    writer.commit_derived(
+        "cubes",
+        pa.Table.from_pylist(again, schema=schema),
+        watermark=2,
+        how="merge",
+        within={"cube_id": ["it's"]},
+    )
+    names = scan(lake.table("cubes"), spec("cubes"))
+    assert sorted(
+        zip(names.column("cube_id").to_pylist(), names.column("name").to_pylist(), strict=True)
+    ) == [
+        ("c1", "first"),
+        ("c1", "second"),  # outside `within`: not matched, so inserted
+        ("it's", "second"),  # a quote in a value is escaped, and the row matched
+    ]
+
+
+@pytest.mark.parametrize(
+    ("within", "error"),
+    [({"colour": ["red"]}, ValueError), ({"cube_id": []}, ValueError), ({"cube_id": [1.5]}, TypeError)],
+)
+def test_a_merge_within_needs_a_column_of_the_table_and_text_or_integer_values(
+    tmp_path: Path, within: dict[str, list[object]], error: type[Exception]
+) -> None:
+    writer = TableWriter(Lake(LakeSettings(root=str(tmp_path / "lake"))))
+    with pytest.raises(error):
+        writer.commit_derived("cubes", _empty("cubes"), watermark=1, how="merge", within=within)
+    assert not Path(tmp_path / "lake" / "cubes").exists()  # refused before any I/O

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.compute as pc
+import pytest
 
 from lake.scan import scan
 from lake.schemas import spec
@@ -15,7 +16,7 @@ from lake.tables import Lake
 from memlake.events import Event, serialize_event
 from memlake.fold import CubeState, fold
 from memlake.settings import LakeSettings
-from pipelines.derived import combined, commit_table, rows_table
+from pipelines.derived import FoldedRows, RowsKind, combined, commit_table, rows_table
 from pipelines.folding import CubeRows, LoggedEvent, fold_cube
 from tests.memlake import builders as b
 
@@ -33,14 +34,22 @@ def _fold(prior: CubeState, events: list[Event], *, version: int) -> CubeRows:
     return fold_cube(loaded, _logged(events, version=version), buckets=4)
 
 
-def _last_operation(lake: Lake) -> str:
-    return str(lake.table("memories").history(1)[0]["operation"])
+def _in_cube(event: Event, cube_id: str) -> Event:
+    return event.model_copy(update={"cube_id": cube_id})
+
+
+def _last_operation(lake: Lake, name: str = "memories") -> str:
+    return str(lake.table(name).history(1)[0]["operation"])
 
 
 def test_shards_rows_combine_to_merge_if_any_merges_and_insert_only_if_all_insert() -> None:
-    assert combined(["insert", "insert"]) == "insert"
-    assert combined(["insert", "auto"]) == "auto"
-    assert combined(["auto", "merge", "insert"]) == "merge"
+    def rows(kind: RowsKind, rewrites: frozenset[str] = frozenset()) -> FoldedRows:
+        return FoldedRows(rows_table("memory_versions", []), kind, rewrites)
+
+    assert combined([rows("insert"), rows("insert")]) == ("insert", frozenset())
+    assert combined([rows("insert"), rows("auto")]) == ("auto", frozenset())
+    merged = [rows("auto"), rows("merge", frozenset({"a"})), rows("merge", frozenset({"b"})), rows("insert")]
+    assert combined(merged) == ("merge", frozenset({"a", "b"}))
 
 
 def test_the_fold_says_whether_its_memory_rows_change_memories_it_held() -> None:
@@ -90,3 +99,29 @@ def test_new_keys_are_appended_at_the_cut_and_merged_past_it(tmp_path: Path) -> 
     ids = scan(lake.table("memories"), spec("memories"), columns=["memory_id"]).column("memory_id")
     assert sorted(ids.to_pylist()) == ["m1", "m2", "m3"]
     assert pc.count_distinct(ids).as_py() == 3
+
+
+def test_an_erasure_merges_the_versions_it_rewrites_and_appends_the_others(tmp_path: Path) -> None:
+    lake = Lake(LakeSettings(root=str(tmp_path / "lake")))
+    clock = b.Clock()
+    about_bob = [b.created(at=clock()), b.added("m1", "bob likes tea", at=clock(), subject_id="bob")]
+    other = [_in_cube(e, "other") for e in (b.created(at=clock()), b.added("m2", at=clock()))]
+    first = [_fold(CubeState(), about_bob, version=1), _fold(CubeState(), other, version=1)]
+    parts = [rows_table("memory_versions", rows.memory_versions) for rows in first]
+    commit_table(lake, "memory_versions", parts, watermark=1)
+
+    erasure = _fold(fold(CubeState(), about_bob).state, [b.erased("bob", at=clock())], version=2)
+    assert erasure.rewrites_history
+    update = _in_cube(b.updated("m2", at=clock(), tags=["x"]), "other")
+    later = _fold(fold(CubeState(), other).state, [update], version=2)
+    parts = [rows_table("memory_versions", rows.memory_versions) for rows in (erasure, later)]
+    with pytest.raises(ValueError, match="must name the cubes it rewrites"):
+        commit_table(lake, "memory_versions", parts, watermark=2, kind="merge")
+    commit_table(lake, "memory_versions", parts, watermark=2, kind="merge", rewrites={b.CUBE})
+    assert _last_operation(lake, "memory_versions") == "MERGE"
+
+    versions = scan(lake.table("memory_versions"), spec("memory_versions")).to_pylist()
+    keys = sorted((v["cube_id"], v["memory_id"], v["version"]) for v in versions)
+    # m1's first version rewritten in place, its erased version and m2's new version added.
+    assert keys == [(b.CUBE, "m1", 1), (b.CUBE, "m1", 2), ("other", "m2", 1), ("other", "m2", 2)]
+    assert [v["text"] for v in versions if v["memory_id"] == "m1"] == [None, None]
