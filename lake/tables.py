@@ -8,7 +8,7 @@ way. The constructor does no I/O.
 
 from __future__ import annotations
 
-__all__ = ["Lake", "land_app_id", "materialize_app_id", "WATERMARK_KEY", "EVENTS_KEY"]
+__all__ = ["Lake", "land_app_id", "materialize_app_id", "WATERMARK_KEY", "EVENTS_KEY", "REWRITES_KEY"]
 
 import json
 from collections.abc import Callable, Hashable, Iterable, Iterator
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 WATERMARK_KEY = "memlake.watermark"
 EVENTS_KEY = "memlake.events"
 OFFSETS_KEY = "memlake.offsets"
+# On a commit that rewrote rows in place before a batch's own commit (an erasure): that batch's
+# watermark. It moves no watermark itself.
+REWRITES_KEY = "memlake.rewrites_for"
 T = TypeVar("T")
 
 

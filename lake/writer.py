@@ -20,7 +20,7 @@ __all__ = ["CommitResult", "TableWriter"]
 
 import json
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -31,6 +31,7 @@ from lake.schemas import TableSpec
 from lake.tables import (
     EVENTS_KEY,
     OFFSETS_KEY,
+    REWRITES_KEY,
     WATERMARK_KEY,
     Lake,
     land_app_id,
@@ -65,20 +66,33 @@ def _literal(value: object) -> str:
     raise TypeError(f"no SQL literal for {value!r} ({type(value).__name__}): only text and integers")
 
 
-def _key_predicate(table: TableSpec, within: Mapping[str, Collection[object]] | None = None) -> str:
-    """The MERGE's join: equal keys, and with `within` the target's rows among those values.
+def _key_predicate(table: TableSpec) -> str:
+    return " AND ".join(f"t.{_quoted(k)} = s.{_quoted(k)}" for k in table.keys)
 
-    delta-rs keeps a condition on the target alone in the filter it reads the target with
-    (partition values prune files, the rest rows), so the MERGE reads only those rows.
-    """
-    on = [f"t.{_quoted(k)} = s.{_quoted(k)}" for k in table.keys]
-    for column, values in (within or {}).items():
-        if column not in table.schema.names:
-            raise ValueError(f"{table.name} has no column {column!r} to restrict a MERGE by")
-        if not values:
-            raise ValueError(f"restricting a MERGE into {table.name} by {column!r} needs values")
-        on.append(f"t.{_quoted(column)} IN ({', '.join(_literal(v) for v in values)})")
-    return " AND ".join(on)
+
+def _memories_predicate(table: TableSpec, rows: pa.Table) -> str:
+    """The rows of `table` that belong to the memories of `rows` (by cube and memory id),
+    within the partitions `rows` fall in: one IN list of memory ids per cube."""
+    missing = [c for c in ("cube_id", "memory_id", *table.partition_by) if c not in rows.column_names]
+    if missing:
+        raise ValueError(f"rows replacing memories of {table.name} lack the columns {missing}")
+    if rows.num_rows == 0:
+        raise ValueError(f"no rows to replace memories of {table.name} with")
+    partitions = [
+        f"{_quoted(p)} IN ({', '.join(_literal(v) for v in sorted(set(rows.column(p).to_pylist())))})"
+        for p in table.partition_by
+    ]
+    memories: dict[str, set[str]] = {}
+    for cube_id, memory_id in zip(
+        rows.column("cube_id").to_pylist(), rows.column("memory_id").to_pylist(), strict=True
+    ):
+        memories.setdefault(cube_id, set()).add(memory_id)
+    per_cube = [
+        f"({_quoted('cube_id')} = {_literal(cube_id)} AND "
+        f"{_quoted('memory_id')} IN ({', '.join(_literal(m) for m in sorted(ids))}))"
+        for cube_id, ids in sorted(memories.items())
+    ]
+    return " AND ".join([*partitions, f"({' OR '.join(per_cube)})"])
 
 
 def _sorted(data: pa.Table, table: TableSpec) -> pa.Table:
@@ -109,17 +123,29 @@ def _write(
     )
 
 
+def _replace(dt: DeltaTable, rows: pa.Table, where: str, properties: CommitProperties) -> None:
+    """Replace the rows `where` matches with `rows` (which it must match too), in one commit."""
+    from deltalake import write_deltalake
+
+    write_deltalake(
+        dt,
+        rows,
+        mode="overwrite",
+        predicate=where,
+        commit_properties=properties,
+        post_commithook_properties=_after_commit(),
+    )
+
+
 def _write_rows(
     dt: DeltaTable,
     table: TableSpec,
     rows: pa.Table,
     *,
-    how: Literal["auto", "merge", "insert", "overwrite"],
+    how: Literal["auto", "insert", "overwrite"],
     properties: CommitProperties,
-    on: str,
 ) -> None:
-    """One commit of `rows` the way `how` and the table's mode say (see `commit_derived`);
-    a MERGE joins `on` that predicate."""
+    """One commit of `rows` the way `how` and the table's mode say (see `commit_derived`)."""
     if how == "overwrite":
         _write(dt, rows, "overwrite", properties)
         return
@@ -128,7 +154,7 @@ def _write_rows(
         _write(dt, rows, "append", properties)
         return
     with _ONE_MERGE_AT_A_TIME:
-        _merge(dt, table, rows, properties, on)
+        _merge(dt, table, rows, properties)
 
 
 # A MERGE holds the target's touched files in memory while it runs (DataFusion, outside the
@@ -136,16 +162,10 @@ def _write_rows(
 _ONE_MERGE_AT_A_TIME = threading.Lock()
 
 
-def _merge(
-    dt: DeltaTable,
-    table: TableSpec,
-    rows: pa.Table,
-    properties: CommitProperties,
-    on: str,
-) -> None:
+def _merge(dt: DeltaTable, table: TableSpec, rows: pa.Table, properties: CommitProperties) -> None:
     merger = dt.merge(
         rows,
-        on,
+        _key_predicate(table),
         source_alias="s",
         target_alias="t",
         commit_properties=properties,
@@ -230,35 +250,43 @@ class TableWriter:
         data: pa.Table,
         *,
         watermark: int,
-        how: Literal["auto", "merge", "insert", "overwrite"] = "auto",
-        within: Mapping[str, Collection[object]] | None = None,
+        how: Literal["auto", "insert", "overwrite"] = "auto",
+        replacing: pa.Table | None = None,
     ) -> CommitResult:
         """Write one batch of a derived table, tagged with the events version it reflects.
 
-        `auto` writes the table's own way (append, upsert or counter MERGE); `merge`
-        forces an upsert by key (an erasure rewriting past versions); `insert` appends
-        to an upsert table rows whose keys the caller knows it lacks; `overwrite`
+        `auto` writes the table's own way (append, upsert or counter MERGE); `insert`
+        appends to an upsert table rows whose keys the caller knows it lacks; `overwrite`
         replaces the whole table (a full refold). Skipped when the table already
-        reflects `watermark` or later. A MERGE given `within` (column -> values) matches
-        only the table's rows among those values: every other row is inserted.
+        reflects `watermark` or later.
+
+        `replacing` (rows of a table keyed by cube and memory: the past versions an erasure
+        rewrote) replaces every row of those memories first, in a commit of its own that
+        carries no watermark: the table still reflects the events version before. delta-rs
+        finds the files holding them by the predicate's columns and rewrites only those.
         """
         from deltalake import CommitProperties, Transaction
 
         lake = self._lake
         table = lake.spec(name)
-        on = _key_predicate(table, within)  # a bad `within` fails here, before any I/O
+        # A bad `replacing` fails here, before any I/O.
+        where = _memories_predicate(table, replacing) if replacing is not None else None
 
         def commit(dt: DeltaTable) -> CommitResult:
             current = lake.watermark(name, dt=dt)
             if how != "overwrite" and current >= watermark:
                 return CommitResult(name, 0, None, f"already at events version {current}")
+            if replacing is not None and where is not None:
+                rewrite = CommitProperties(custom_metadata={REWRITES_KEY: str(watermark)})
+                old = _sorted(replacing.select(table.schema.names).cast(table.schema), table)
+                _replace(dt, old, where, rewrite)
+                lake.committed(name, int(dt.version()), current)
             rows = _sorted(data.select(table.schema.names).cast(table.schema), table)
             properties = CommitProperties(
                 app_transactions=[Transaction(materialize_app_id(name), watermark)],
                 custom_metadata={WATERMARK_KEY: str(watermark)},
             )
-            # Moves `dt` to its commit.
-            _write_rows(dt, table, rows, how=how, properties=properties, on=on)
+            _write_rows(dt, table, rows, how=how, properties=properties)  # moves `dt` to its commit
             version = int(dt.version())
             lake.committed(name, version, watermark)
             return CommitResult(name, rows.num_rows, version)

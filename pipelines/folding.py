@@ -12,7 +12,7 @@ and are idempotent by key.
 
 from __future__ import annotations
 
-__all__ = ["LoggedEvent", "CubeRows", "fold_cube", "EV"]
+__all__ = ["LoggedEvent", "CubeRows", "fold_cube", "EV", "REWRITES"]
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +27,7 @@ from memlake.fold import CubeState, fold
 from memlake.model import Memory, equal_but
 
 EV = "_ev"  # the events-table version a row comes from
+REWRITES = "_rewrites"  # a `memory_versions` row that replaces one already in the lake
 _VERSION = frozenset({"version"})  # what a memory event alone changes in its cube
 
 
@@ -121,23 +122,33 @@ def fold_cube(
         before = loaded.loaded_history.get(memory_id, ())
         if versions is before:
             continue
-        for index, memory in enumerate(versions):
-            if index < len(before):
-                if before[index] is memory or before[index] == memory:
-                    continue
-                # A past version rewritten in place (erasure): same event, new content.
-                rows.rewrites_history = True
+        past = versions[: len(before)]
+        if any(old is not memory and old != memory for old, memory in zip(before, past, strict=True)):
+            # Past versions rewritten in place (erasure): same events, new content. Every
+            # past version of the memory is written again, changed or not: the lake replaces
+            # a memory's versions as a whole.
+            rows.rewrites_history = True
+            for memory in past:
                 event_id, event_type = loaded.loaded_events.get((memory_id, memory.version), (None, None))
-                row = {**row_of(memory), "event_id": event_id, "event_type": event_type, EV: max(erasures)}
-            else:
-                source = by_version[memory.cube_version]
-                row = {
+                rows.memory_versions.append(
+                    {
+                        **row_of(memory),
+                        "event_id": event_id,
+                        "event_type": event_type,
+                        EV: max(erasures),
+                        REWRITES: True,
+                    }
+                )
+        for memory in versions[len(before) :]:
+            source = by_version[memory.cube_version]
+            rows.memory_versions.append(
+                {
                     **row_of(memory),
                     "event_id": source.event.event_key,
                     "event_type": source.event.type,
                     EV: source.events_version,
                 }
-            rows.memory_versions.append(row)
+            )
 
     if state.cube is not None and state.cube != prior.cube:
         rows.cubes.append(cube_row(state.cube))

@@ -269,7 +269,6 @@ class FoldShard(beam.DoFn):
         states = self._prior(lake, plan, requests, cache)
         out = CubeRows()
         out.rejected.extend(unreadable)
-        rewritten: set[str] = set()  # cubes whose past versions an erasure rewrote
         for cube_id in sorted(logged):
             prior = states[cube_id]
             rows = fold_cube(prior, logged[cube_id], buckets=lake.settings.buckets)
@@ -281,8 +280,6 @@ class FoldShard(beam.DoFn):
                     cache.forget(cube_id)
             for name in DERIVED_TABLES:
                 out.table(name).extend(rows.table(name))
-            if rows.rewrites_history:
-                rewritten.add(cube_id)
             out.updates_memories |= rows.updates_memories
             self._applied.inc(rows.applied)
             self._rejected.inc(len(rows.rejected))
@@ -291,14 +288,9 @@ class FoldShard(beam.DoFn):
             # This shard's cubes without events in the batch: their kept states stay exact.
             idle = [c for c in cache.cube_ids() if c not in logged and _shard_of(c, plan.shards) == shard]
             cache.advance(idle, plan.cut.watermark, plan.end)
-        kinds: dict[str, RowsKind] = {
-            "memory_versions": "merge" if rewritten else "auto",
-            "memories": "auto" if out.updates_memories else "insert",
-        }
-        rewrites = {"memory_versions": frozenset(rewritten)}
+        kinds: dict[str, RowsKind] = {"memories": "auto" if out.updates_memories else "insert"}
         for name in DERIVED_TABLES:
-            table = rows_table(name, out.table(name))
-            yield name, FoldedRows(table, kinds.get(name, "auto"), rewrites.get(name, frozenset()))
+            yield name, FoldedRows(rows_table(name, out.table(name)), kinds.get(name, "auto"))
 
 
 def _unreadable(error: InvalidEventError, cube_id: str, row: Row) -> dict[str, Any]:
@@ -331,7 +323,7 @@ class CommitTables(beam.DoFn):
     def __init__(self, lake: LakeSettings) -> None:
         self._lake = lake
         self._commits = Metrics.counter(_NS, "commits")
-        self._pending: list[tuple[str, list[pa.Table], RowsKind, frozenset[str]]] = []
+        self._pending: list[tuple[str, list[pa.Table], RowsKind]] = []
         self._plan: MaterializePlan | None = None
 
     def start_bundle(self) -> None:
@@ -346,11 +338,9 @@ class CommitTables(beam.DoFn):
             return
         name, (_, parts) = element
         self._plan = plan
-        self._pending.append((name, [part.table for part in parts], *combined(parts)))
+        self._pending.append((name, [part.table for part in parts], combined(parts)))
 
-    def _commit(
-        self, name: str, parts: list[pa.Table], kind: RowsKind, rewrites: frozenset[str]
-    ) -> CommitResult:
+    def _commit(self, name: str, parts: list[pa.Table], kind: RowsKind) -> CommitResult:
         plan = self._plan
         assert plan is not None
         return commit_table(
@@ -361,7 +351,6 @@ class CommitTables(beam.DoFn):
             overwrite=plan.refold,
             kind=kind,
             cut=plan.cut.watermark,
-            rewrites=rewrites,
         )
 
     def finish_bundle(self) -> Iterator[WindowedValue]:

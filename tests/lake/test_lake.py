@@ -15,19 +15,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+import lake.writer as writer_module
 from benchmarks._lake_workload import generate
 from lake.history import diff, memory_history
 from lake.maintenance import checkpoint, compact, restore, vacuum
 from lake.rows import event_row, to_table
 from lake.scan import scan
 from lake.schemas import DERIVED_TABLES, EVENTS, STATE_TABLES, spec
-from lake.snapshot import changes, find_cut, open_snapshot
+from lake.snapshot import changes, find_cut, open_snapshot, watermark_versions
 from lake.sql import query, write_result
 from lake.tables import Lake
 from lake.time_travel import as_of
 from lake.writer import TableWriter
 from memlake.errors import LakeError, TimeTravelError
-from memlake.events import Event, serialize_event
+from memlake.events import Event, SubjectErased, serialize_event
 from memlake.settings import LakeSettings, Settings
 from pipelines.materialize import run_materialize
 from tests.pipelines.helpers import assert_same_tables, expected_memories, lake_memories, pure_fold
@@ -120,6 +121,39 @@ def test_a_crash_between_table_commits_is_repaired_by_the_next_run(tmp_path: Pat
     assert cut.watermark == 1
     assert cut.versions["memories"] is not None
     assert cut.versions["memories"] < lake.version("memories")  # read as of the cut, not the latest
+    _materialize_all(crashed)
+    assert_same_tables(Lake(steady.lake), lake, DERIVED_TABLES)
+
+
+def test_a_crash_between_an_erasures_rewrite_and_its_batch_is_repaired_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = generate(600, cubes=2, seed=11)  # erases its subject at events 188 and 539
+    later = events[300:]
+    assert any(isinstance(e, SubjectErased) for e in later)
+    steady = _settings(tmp_path / "steady")
+    crashed = _settings(tmp_path / "crashed")
+    for settings in (steady, crashed):
+        _land(Lake(settings.lake), events[:300], first_offset=0)
+        _materialize_all(settings)
+        _land(Lake(settings.lake), later, first_offset=300)
+    _materialize_all(steady)
+    lake = Lake(crashed.lake)
+
+    real = writer_module._write_rows
+
+    def die_after_the_rewrite(dt: Any, table: Any, rows: pa.Table, **kwargs: Any) -> None:
+        if table.name == "memory_versions":
+            raise OSError("killed between the rewrite and the append")
+        real(dt, table, rows, **kwargs)
+
+    monkeypatch.setattr(writer_module, "_write_rows", die_after_the_rewrite)
+    with pytest.raises(Exception, match="killed between the rewrite and the append"):
+        run_materialize(crashed)
+    monkeypatch.setattr(writer_module, "_write_rows", real)
+    rewrite = lake.commit_log("memory_versions", limit=1)[0]
+    assert rewrite["memlake.rewrites_for"] == "2"
+    assert lake.watermark("memory_versions") == 1
     _materialize_all(crashed)
     assert_same_tables(Lake(steady.lake), lake, DERIVED_TABLES)
 
@@ -284,43 +318,55 @@ def test_commits_leave_expired_log_files_to_maintenance(tmp_path: Path) -> None:
     assert lake.watermark("cube_versions") == 11
 
 
-def _cube_row(cube_id: str, name: str) -> dict[str, Any]:
-    return {"cube_id": cube_id, "name": name, "owner": "ann", "writers": [], "readers": [], "version": 1}
+def _version_row(cube_id: str, memory_id: str, version: int, text: str | None) -> dict[str, Any]:
+    return {"bucket": 0, "cube_id": cube_id, "memory_id": memory_id, "version": version, "text": text}
 
 
-def test_a_merge_within_values_matches_only_the_rows_among_them(tmp_path: Path) -> None:
-    """`within` narrows what a MERGE reads and matches: rows outside it are inserted."""
+def test_replacing_rows_rewrites_only_those_memories_in_a_commit_without_a_watermark(tmp_path: Path) -> None:
     lake = Lake(LakeSettings(root=str(tmp_path / "lake")))
     writer = TableWriter(lake)
-    schema = spec("cubes").schema
-    rows = [_cube_row("c1", "first"), _cube_row("it's", "first")]
-    writer.commit_derived("cubes", pa.Table.from_pylist(rows, schema=schema), watermark=1)
-    again = [_cube_row("c1", "second"), _cube_row("it's", "second")]
-    writer.commit_derived(
-        "cubes",
-        pa.Table.from_pylist(again, schema=schema),
-        watermark=2,
-        how="merge",
-        within={"cube_id": ["it's"]},
-    )
-    names = scan(lake.table("cubes"), spec("cubes"))
-    assert sorted(
-        zip(names.column("cube_id").to_pylist(), names.column("name").to_pylist(), strict=True)
-    ) == [
-        ("c1", "first"),
-        ("c1", "second"),  # outside `within`: not matched, so inserted
-        ("it's", "second"),  # a quote in a value is escaped, and the row matched
+    schema = spec("memory_versions").schema
+    rows = [
+        _version_row("c1", "it's", 1, "secret"),
+        _version_row("c1", "it's", 2, "secret too"),
+        _version_row("c1", "kept", 1, "kept"),
+        _version_row("c2", "it's", 1, "another cube's"),
     ]
+    writer.commit_derived("memory_versions", pa.Table.from_pylist(rows, schema=schema), watermark=1)
+    erased = [_version_row("c1", "it's", 1, None), _version_row("c1", "it's", 2, None)]
+    new = [_version_row("c1", "it's", 3, None)]
+    writer.commit_derived(
+        "memory_versions",
+        pa.Table.from_pylist(new, schema=schema),
+        watermark=2,
+        replacing=pa.Table.from_pylist(erased, schema=schema),
+    )
+    found = scan(lake.table("memory_versions"), spec("memory_versions")).to_pylist()
+    assert sorted((r["cube_id"], r["memory_id"], r["version"], r["text"]) for r in found) == [
+        ("c1", "it's", 1, None),  # a quote in an id is escaped, and the rows replaced
+        ("c1", "it's", 2, None),
+        ("c1", "it's", 3, None),
+        ("c1", "kept", 1, "kept"),
+        ("c2", "it's", 1, "another cube's"),  # the same memory id in another cube is left
+    ]
+    rewrite, append = lake.commit_log("memory_versions", limit=2)[::-1]
+    assert rewrite["operation"] == "WRITE"
+    assert "memlake.watermark" not in rewrite
+    assert append["memlake.watermark"] == 2
+    assert watermark_versions(lake, "memory_versions")[1] == rewrite["version"]
 
 
 @pytest.mark.parametrize(
-    ("within", "error"),
-    [({"colour": ["red"]}, ValueError), ({"cube_id": []}, ValueError), ({"cube_id": [1.5]}, TypeError)],
+    ("replacing", "error"),
+    [
+        (pa.table({"cube_id": ["c1"]}), "lack the columns"),
+        (spec("memory_versions").schema.empty_table(), "no rows"),
+    ],
 )
-def test_a_merge_within_needs_a_column_of_the_table_and_text_or_integer_values(
-    tmp_path: Path, within: dict[str, list[object]], error: type[Exception]
+def test_replacing_needs_rows_with_cube_memory_and_partition(
+    tmp_path: Path, replacing: pa.Table, error: str
 ) -> None:
     writer = TableWriter(Lake(LakeSettings(root=str(tmp_path / "lake"))))
-    with pytest.raises(error):
-        writer.commit_derived("cubes", _empty("cubes"), watermark=1, how="merge", within=within)
-    assert not Path(tmp_path / "lake" / "cubes").exists()  # refused before any I/O
+    with pytest.raises(ValueError, match=error):
+        writer.commit_derived("memory_versions", _empty("memory_versions"), watermark=1, replacing=replacing)
+    assert not Path(tmp_path / "lake" / "memory_versions").exists()  # refused before any I/O

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.compute as pc
-import pytest
 
 from lake.scan import scan
 from lake.schemas import spec
@@ -42,14 +41,12 @@ def _last_operation(lake: Lake, name: str = "memories") -> str:
     return str(lake.table(name).history(1)[0]["operation"])
 
 
-def test_shards_rows_combine_to_merge_if_any_merges_and_insert_only_if_all_insert() -> None:
-    def rows(kind: RowsKind, rewrites: frozenset[str] = frozenset()) -> FoldedRows:
-        return FoldedRows(rows_table("memory_versions", []), kind, rewrites)
+def test_shards_rows_combine_to_insert_only_if_all_insert() -> None:
+    def rows(kind: RowsKind) -> FoldedRows:
+        return FoldedRows(rows_table("memories", []), kind)
 
-    assert combined([rows("insert"), rows("insert")]) == ("insert", frozenset())
-    assert combined([rows("insert"), rows("auto")]) == ("auto", frozenset())
-    merged = [rows("auto"), rows("merge", frozenset({"a"})), rows("merge", frozenset({"b"})), rows("insert")]
-    assert combined(merged) == ("merge", frozenset({"a", "b"}))
+    assert combined([rows("insert"), rows("insert")]) == "insert"
+    assert combined([rows("insert"), rows("auto")]) == "auto"
 
 
 def test_the_fold_says_whether_its_memory_rows_change_memories_it_held() -> None:
@@ -101,27 +98,47 @@ def test_new_keys_are_appended_at_the_cut_and_merged_past_it(tmp_path: Path) -> 
     assert pc.count_distinct(ids).as_py() == 3
 
 
-def test_an_erasure_merges_the_versions_it_rewrites_and_appends_the_others(tmp_path: Path) -> None:
+def test_an_erasure_replaces_its_memories_versions_in_a_commit_of_their_own(tmp_path: Path) -> None:
     lake = Lake(LakeSettings(root=str(tmp_path / "lake")))
     clock = b.Clock()
-    about_bob = [b.created(at=clock()), b.added("m1", "bob likes tea", at=clock(), subject_id="bob")]
-    other = [_in_cube(e, "other") for e in (b.created(at=clock()), b.added("m2", at=clock()))]
+    about_bob = [
+        b.created(at=clock()),
+        b.added("m1", "bob likes tea", at=clock(), subject_id="bob"),
+        b.updated("m1", at=clock(), tags=["x"]),
+        b.added("m3", "carol likes tea", at=clock(), subject_id="carol"),
+    ]
+    # The same memory id in another cube: only the erased cube's m1 is replaced.
+    other = [_in_cube(e, "other") for e in (b.created(at=clock()), b.added("m1", "dan", at=clock()))]
     first = [_fold(CubeState(), about_bob, version=1), _fold(CubeState(), other, version=1)]
     parts = [rows_table("memory_versions", rows.memory_versions) for rows in first]
     commit_table(lake, "memory_versions", parts, watermark=1)
 
     erasure = _fold(fold(CubeState(), about_bob).state, [b.erased("bob", at=clock())], version=2)
     assert erasure.rewrites_history
-    update = _in_cube(b.updated("m2", at=clock(), tags=["x"]), "other")
+    update = _in_cube(b.updated("m1", at=clock(), tags=["y"]), "other")
     later = _fold(fold(CubeState(), other).state, [update], version=2)
     parts = [rows_table("memory_versions", rows.memory_versions) for rows in (erasure, later)]
-    with pytest.raises(ValueError, match="must name the cubes it rewrites"):
-        commit_table(lake, "memory_versions", parts, watermark=2, kind="merge")
-    commit_table(lake, "memory_versions", parts, watermark=2, kind="merge", rewrites={b.CUBE})
-    assert _last_operation(lake, "memory_versions") == "MERGE"
+    before = lake.version("memory_versions")
+    commit_table(lake, "memory_versions", parts, watermark=2)
 
+    log = lake.commit_log("memory_versions", limit=2)
+    # The rewrite, then the batch's append: only the second moves the watermark.
+    assert [entry["version"] for entry in log] == [before + 2, before + 1]
+    assert log[1]["memlake.rewrites_for"] == "2"
+    assert "memlake.watermark" not in log[1]
+    assert log[0]["memlake.watermark"] == 2
     versions = scan(lake.table("memory_versions"), spec("memory_versions")).to_pylist()
-    keys = sorted((v["cube_id"], v["memory_id"], v["version"]) for v in versions)
-    # m1's first version rewritten in place, its erased version and m2's new version added.
-    assert keys == [(b.CUBE, "m1", 1), (b.CUBE, "m1", 2), ("other", "m2", 1), ("other", "m2", 2)]
-    assert [v["text"] for v in versions if v["memory_id"] == "m1"] == [None, None]
+    text = {(v["cube_id"], v["memory_id"], v["version"]): v["text"] for v in versions}
+    assert len(text) == len(versions)  # no key twice
+    assert text == {
+        (b.CUBE, "m1", 1): None,  # both past versions of bob's memory rewritten in place
+        (b.CUBE, "m1", 2): None,
+        (b.CUBE, "m1", 3): None,  # the erasure's own version
+        (b.CUBE, "m3", 1): "carol likes tea",
+        ("other", "m1", 1): "dan",
+        ("other", "m1", 2): "dan",
+    }
+
+    # Replayed (a crash after both commits): already at the watermark, nothing is written.
+    commit_table(lake, "memory_versions", parts, watermark=2)
+    assert lake.version("memory_versions") == before + 2
