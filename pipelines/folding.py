@@ -54,7 +54,6 @@ class LoggedEvent:
 class CubeRows:
     memories: list[dict[str, Any]] = field(default_factory=list)
     memory_versions: list[dict[str, Any]] = field(default_factory=list)
-    rewrites_history: bool = False  # an erasure changed versions already in the lake
     # A `memories` row changes a memory the prior state held (else every row is a new key).
     updates_memories: bool = False
     cubes: list[dict[str, Any]] = field(default_factory=list)
@@ -127,7 +126,6 @@ def fold_cube(
             # Past versions rewritten in place (erasure): same events, new content. Every
             # past version of the memory is written again, changed or not: the lake replaces
             # a memory's versions as a whole.
-            rows.rewrites_history = True
             for memory in past:
                 event_id, event_type = loaded.loaded_events.get((memory_id, memory.version), (None, None))
                 rows.memory_versions.append(

@@ -16,7 +16,7 @@ from memlake.events import Event, serialize_event
 from memlake.fold import CubeState, fold
 from memlake.settings import LakeSettings
 from pipelines.derived import FoldedRows, RowsKind, combined, commit_table, rows_table
-from pipelines.folding import CubeRows, LoggedEvent, fold_cube
+from pipelines.folding import REWRITES, CubeRows, LoggedEvent, fold_cube
 from tests.memlake import builders as b
 
 _AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -114,7 +114,9 @@ def test_an_erasure_replaces_its_memories_versions_in_a_commit_of_their_own(tmp_
     commit_table(lake, "memory_versions", parts, watermark=1)
 
     erasure = _fold(fold(CubeState(), about_bob).state, [b.erased("bob", at=clock())], version=2)
-    assert erasure.rewrites_history
+    # Every past version of bob's memory is marked to replace the lake's; carol's is untouched.
+    marked = [(r["memory_id"], r["version"]) for r in erasure.memory_versions if r.get(REWRITES)]
+    assert marked == [("m1", 1), ("m1", 2)]
     update = _in_cube(b.updated("m1", at=clock(), tags=["y"]), "other")
     later = _fold(fold(CubeState(), other).state, [update], version=2)
     parts = [rows_table("memory_versions", rows.memory_versions) for rows in (erasure, later)]
