@@ -270,16 +270,16 @@ class TableWriter:
         lake = self._lake
         table = lake.spec(name)
         # A bad `replacing` fails here, before any I/O.
-        where = _memories_predicate(table, replacing) if replacing is not None else None
+        replace = (replacing, _memories_predicate(table, replacing)) if replacing is not None else None
 
         def commit(dt: DeltaTable) -> CommitResult:
             current = lake.watermark(name, dt=dt)
             if how != "overwrite" and current >= watermark:
                 return CommitResult(name, 0, None, f"already at events version {current}")
-            if replacing is not None and where is not None:
-                rewrite = CommitProperties(custom_metadata={REWRITES_KEY: str(watermark)})
-                old = _sorted(replacing.select(table.schema.names).cast(table.schema), table)
-                _replace(dt, old, where, rewrite)
+            if replace is not None:
+                old, where = replace
+                old = _sorted(old.select(table.schema.names).cast(table.schema), table)
+                _replace(dt, old, where, CommitProperties(custom_metadata={REWRITES_KEY: str(watermark)}))
                 lake.committed(name, int(dt.version()), current)
             rows = _sorted(data.select(table.schema.names).cast(table.schema), table)
             properties = CommitProperties(

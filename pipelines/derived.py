@@ -9,10 +9,9 @@ states, which are right whatever the table held before.
 
 from __future__ import annotations
 
-__all__ = ["rows_table", "commit_table", "combined", "EV_FIELD", "FoldedRows", "RowsKind"]
+__all__ = ["rows_table", "commit_table", "combined", "EV_FIELD", "RowsKind"]
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -31,17 +30,9 @@ RowsKind = Literal["auto", "insert"]
 REWRITES_FIELD = pa.field(REWRITES, pa.bool_())
 
 
-@dataclass(frozen=True, slots=True)
-class FoldedRows:
-    """One shard's rows of one table, and how they go in."""
-
-    table: pa.Table
-    kind: RowsKind = "auto"
-
-
-def combined(parts: Iterable[FoldedRows]) -> RowsKind:
+def combined(kinds: Iterable[RowsKind]) -> RowsKind:
     """The kind of several shards' rows of one table: all inserts insert."""
-    return "insert" if {part.kind for part in parts} == {"insert"} else "auto"
+    return "insert" if set(kinds) == {"insert"} else "auto"
 
 
 def _schema(name: str) -> pa.Schema:

@@ -50,7 +50,7 @@ from lake.writer import CommitResult
 from memlake.errors import InvalidEventError, LakeError
 from memlake.events import parse_event
 from memlake.settings import LakeSettings, Settings
-from pipelines.derived import FoldedRows, RowsKind, combined, commit_table, rows_table
+from pipelines.derived import RowsKind, combined, commit_table, rows_table
 from pipelines.folding import EV, CubeRows, LoggedEvent, fold_cube
 from pipelines.landed_cache import landed_events
 from pipelines.options import Spread, metric, pipeline_options
@@ -240,7 +240,9 @@ class FoldShard(beam.DoFn):
             self._kept.inc()
         return states
 
-    def process(self, element: tuple[int, Any], plan: MaterializePlan) -> Iterator[tuple[str, FoldedRows]]:
+    def process(
+        self, element: tuple[int, Any], plan: MaterializePlan
+    ) -> Iterator[tuple[str, tuple[pa.Table, RowsKind]]]:
         shard, groups = element
         lake = Lake(self._lake)
         # A refold reads every event once: nothing to keep for a next batch.
@@ -290,7 +292,7 @@ class FoldShard(beam.DoFn):
             cache.advance(idle, plan.cut.watermark, plan.end)
         kinds: dict[str, RowsKind] = {"memories": "auto" if out.updates_memories else "insert"}
         for name in DERIVED_TABLES:
-            yield name, FoldedRows(rows_table(name, out.table(name)), kinds.get(name, "auto"))
+            yield name, (rows_table(name, out.table(name)), kinds.get(name, "auto"))
 
 
 def _unreadable(error: InvalidEventError, cube_id: str, row: Row) -> dict[str, Any]:
@@ -331,14 +333,14 @@ class CommitTables(beam.DoFn):
 
     def process(
         self,
-        element: tuple[str, tuple[list[Any], list[FoldedRows]]],
+        element: tuple[str, tuple[list[Any], list[tuple[pa.Table, RowsKind]]]],
         plan: MaterializePlan | None,
     ) -> None:
         if plan is None:
             return
         name, (_, parts) = element
         self._plan = plan
-        self._pending.append((name, [part.table for part in parts], combined(parts)))
+        self._pending.append((name, [table for table, _ in parts], combined(kind for _, kind in parts)))
 
     def _commit(self, name: str, parts: list[pa.Table], kind: RowsKind) -> CommitResult:
         plan = self._plan

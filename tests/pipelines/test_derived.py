@@ -15,7 +15,7 @@ from lake.tables import Lake
 from memlake.events import Event, serialize_event
 from memlake.fold import CubeState, fold
 from memlake.settings import LakeSettings
-from pipelines.derived import FoldedRows, RowsKind, combined, commit_table, rows_table
+from pipelines.derived import combined, commit_table, rows_table
 from pipelines.folding import REWRITES, CubeRows, LoggedEvent, fold_cube
 from tests.memlake import builders as b
 
@@ -42,11 +42,8 @@ def _last_operation(lake: Lake, name: str = "memories") -> str:
 
 
 def test_shards_rows_combine_to_insert_only_if_all_insert() -> None:
-    def rows(kind: RowsKind) -> FoldedRows:
-        return FoldedRows(rows_table("memories", []), kind)
-
-    assert combined([rows("insert"), rows("insert")]) == "insert"
-    assert combined([rows("insert"), rows("auto")]) == "auto"
+    assert combined(["insert", "insert"]) == "insert"
+    assert combined(["insert", "auto"]) == "auto"
 
 
 def test_the_fold_says_whether_its_memory_rows_change_memories_it_held() -> None:
