@@ -96,21 +96,16 @@ def commit_table(
     current = lake.watermark(name)
     if not overwrite and current >= watermark:
         return CommitResult(name, 0, None, f"already at events version {current}")
+    if table.mode != "upsert":
+        if not overwrite and current >= 0:
+            data = data.filter(pc.greater(data.column(EV), current))
+        data = data.drop_columns([EV])
     rewrites: pa.Table | None = None
     if REWRITES in data.column_names:
         marked = pc.fill_null(data.column(REWRITES), False)
         data = data.drop_columns([REWRITES])
         if not overwrite and pc.any(marked).as_py():  # an overwrite writes every row anyway
-            rewrites = data.filter(marked)
-            data = data.filter(pc.invert(marked))
-    if table.mode != "upsert":
-        if not overwrite and current >= 0:
-            data = data.filter(pc.greater(data.column(EV), current))
-            if rewrites is not None:
-                rewrites = rewrites.filter(pc.greater(rewrites.column(EV), current))
-        data = data.drop_columns([EV])
-        if rewrites is not None:
-            rewrites = rewrites.drop_columns([EV]) if rewrites.num_rows else None
+            rewrites, data = data.filter(marked), data.filter(pc.invert(marked))
     if table.mode == "counter":
         data = _aggregate_counts(name, data)
     how: Literal["auto", "insert", "overwrite"] = "overwrite" if overwrite else kind
