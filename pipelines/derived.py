@@ -20,14 +20,14 @@ import pyarrow.compute as pc
 from lake.schemas import spec
 from lake.tables import Lake
 from lake.writer import CommitResult, TableWriter
-from pipelines.folding import EV, REWRITES
+from pipelines.folding import EV, MADE
 
 EV_FIELD = pa.field(EV, pa.int64())
 
 # What a fold's rows do to their table: `auto` (its own way) or `insert` (upsert rows of
 # keys absent at the batch's cut).
 RowsKind = Literal["auto", "insert"]
-REWRITES_FIELD = pa.field(REWRITES, pa.bool_())
+MADE_FIELD = pa.field(MADE, pa.int64())
 
 
 def combined(kinds: Iterable[RowsKind]) -> RowsKind:
@@ -40,7 +40,7 @@ def _schema(name: str) -> pa.Schema:
     if table.mode == "upsert":
         return table.schema
     if name == "memory_versions":
-        return table.schema.append(EV_FIELD).append(REWRITES_FIELD)
+        return table.schema.append(EV_FIELD).append(MADE_FIELD)
     return table.schema.append(EV_FIELD)
 
 
@@ -81,13 +81,16 @@ def commit_table(
     the table is exactly at the batch's `cut`: then none of their keys is in it. A table
     past the cut (a crash between two tables' commits) upserts them as usual.
 
-    `memory_versions` rows marked `_rewrites` (an erasure rewriting past versions) replace
-    every version of their memories first, in a commit of their own that moves no
-    watermark: it finds the files holding those memories by reading two columns and
+    `memory_versions` rows of memories an erasure rewrote (`_made` set) that the table
+    holds already replace every row of their memories first, in a commit of their own that
+    moves no watermark: it finds the files holding those memories by reading two columns and
     rewrites only those, where a MERGE of the batch read and held the whole table (1.8
-    against 0.26 GiB for a 60k-row batch into 1.1M rows). A crash between the two commits
-    is repaired like any other: the cut still reads the table at the old watermark, now
-    with the rewrite in, so the rerun folds nothing left to rewrite and appends.
+    against 0.26 GiB for a 60k-row batch into 1.1M rows). A memory's marked rows are all of
+    its versions with one `_ev`, so the watermark filter keeps or drops them together; the
+    replacement holds only versions made at or before the table's watermark, so the table
+    at the rewrite commit still reflects no event past it. A crash between the two commits
+    is repaired like any other: the cut reads the table at the rewrite commit, and the
+    rerun writes the same replacement again, then appends.
     """
     table = spec(name)
     schema = _schema(name)
@@ -101,11 +104,12 @@ def commit_table(
             data = data.filter(pc.greater(data.column(EV), current))
         data = data.drop_columns([EV])
     rewrites: pa.Table | None = None
-    if REWRITES in data.column_names:
-        marked = pc.fill_null(data.column(REWRITES), False)
-        data = data.drop_columns([REWRITES])
-        if not overwrite and pc.any(marked).as_py():  # an overwrite writes every row anyway
-            rewrites, data = data.filter(marked), data.filter(pc.invert(marked))
+    if MADE in data.column_names:
+        # Versions of rewritten memories the table holds already (an overwrite writes every row).
+        held = pc.fill_null(pc.less_equal(data.column(MADE), current), False)
+        data = data.drop_columns([MADE])
+        if not overwrite and pc.any(held).as_py():
+            rewrites, data = data.filter(held), data.filter(pc.invert(held))
     if table.mode == "counter":
         data = _aggregate_counts(name, data)
     how: Literal["auto", "insert", "overwrite"] = "overwrite" if overwrite else kind

@@ -12,7 +12,7 @@ and are idempotent by key.
 
 from __future__ import annotations
 
-__all__ = ["LoggedEvent", "CubeRows", "fold_cube", "EV", "REWRITES"]
+__all__ = ["LoggedEvent", "CubeRows", "fold_cube", "EV", "MADE"]
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +27,9 @@ from memlake.fold import CubeState, fold
 from memlake.model import Memory, equal_but
 
 EV = "_ev"  # the events-table version a row comes from
-REWRITES = "_rewrites"  # a `memory_versions` row that replaces one already in the lake
+# On the `memory_versions` rows of a memory an erasure rewrote: the events version that made
+# that version (-1: it was in the lake before the batch). Null on every other row.
+MADE = "_made"
 _VERSION = frozenset({"version"})  # what a memory event alone changes in its cube
 
 
@@ -116,29 +118,40 @@ def fold_cube(
             # from the lake at the cut.
             rows.updates_memories |= old is not None
 
+    # The cube version of the batch's last erasure: versions made before it may have been
+    # shredded after the table took them.
+    erased_at = max((v for event, v in result.applied if isinstance(event, SubjectErased)), default=None)
     for memory_id in result.touched:
         versions = state.history.get(memory_id, ())
         before = loaded.loaded_history.get(memory_id, ())
         if versions is before:
             continue
-        past = versions[: len(before)]
-        if any(old is not memory and old != memory for old, memory in zip(before, past, strict=True)):
-            # Past versions rewritten in place (erasure): same events, new content. Every
-            # past version of the memory is written again, changed or not: the lake replaces
-            # a memory's versions as a whole.
-            for memory in past:
-                event_id, event_type = loaded.loaded_events.get((memory_id, memory.version), (None, None))
+        past, new = versions[: len(before)], versions[len(before) :]
+        made_by = [by_version[memory.cube_version] for memory in new]
+        rewritten = any(old is not memory and old != memory for old, memory in zip(before, past, strict=True))
+        if rewritten or (erased_at is not None and any(m.cube_version < erased_at for m in new)):
+            # An erasure rewrote versions in place: the lake gets all of the memory's versions
+            # at once, tagged `_ev` with the newest event behind any of them, so that a table
+            # past it skips them all. Those a table holds already (made at or before its
+            # watermark: it may have run ahead of the cut, after a crash or a restore of
+            # another table) replace its rows; the others are appended.
+            group = max([*erasures, *(source.events_version for source in made_by)])
+            sources = [(-1, *loaded.loaded_events.get((memory_id, m.version), (None, None))) for m in past]
+            sources += [
+                (source.events_version, source.event.event_key, source.event.type) for source in made_by
+            ]
+            for memory, (made_at, event_id, event_type) in zip(versions, sources, strict=True):
                 rows.memory_versions.append(
                     {
                         **row_of(memory),
                         "event_id": event_id,
                         "event_type": event_type,
-                        EV: max(erasures),
-                        REWRITES: True,
+                        EV: group,
+                        MADE: made_at,
                     }
                 )
-        for memory in versions[len(before) :]:
-            source = by_version[memory.cube_version]
+            continue
+        for memory, source in zip(new, made_by, strict=True):
             rows.memory_versions.append(
                 {
                     **row_of(memory),

@@ -16,7 +16,7 @@ from memlake.events import Event, serialize_event
 from memlake.fold import CubeState, fold
 from memlake.settings import LakeSettings
 from pipelines.derived import combined, commit_table, rows_table
-from pipelines.folding import REWRITES, CubeRows, LoggedEvent, fold_cube
+from pipelines.folding import MADE, CubeRows, LoggedEvent, fold_cube
 from tests.memlake import builders as b
 
 _AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -111,9 +111,10 @@ def test_an_erasure_replaces_its_memories_versions_in_a_commit_of_their_own(tmp_
     commit_table(lake, "memory_versions", parts, watermark=1)
 
     erasure = _fold(fold(CubeState(), about_bob).state, [b.erased("bob", at=clock())], version=2)
-    # Every past version of bob's memory is marked to replace the lake's; carol's is untouched.
-    marked = [(r["memory_id"], r["version"]) for r in erasure.memory_versions if r.get(REWRITES)]
-    assert marked == [("m1", 1), ("m1", 2)]
+    # Every version of bob's memory, the erasure's own too, is marked to replace the lake's;
+    # carol's is untouched.
+    marked = [(r["memory_id"], r["version"], r[MADE]) for r in erasure.memory_versions if MADE in r]
+    assert marked == [("m1", 1, -1), ("m1", 2, -1), ("m1", 3, 2)]  # -1: in the lake already
     update = _in_cube(b.updated("m1", at=clock(), tags=["y"]), "other")
     later = _fold(fold(CubeState(), other).state, [update], version=2)
     parts = [rows_table("memory_versions", rows.memory_versions) for rows in (erasure, later)]
@@ -141,3 +142,47 @@ def test_an_erasure_replaces_its_memories_versions_in_a_commit_of_their_own(tmp_
     # Replayed (a crash after both commits): already at the watermark, nothing is written.
     commit_table(lake, "memory_versions", parts, watermark=2)
     assert lake.version("memory_versions") == before + 2
+
+
+def test_an_erasure_rewrites_versions_the_table_holds_past_the_cut(tmp_path: Path) -> None:
+    """`memory_versions` ahead of the batch's cut (a crash, or another table restored): the
+    erasure must rewrite the versions it already holds of the events it folds again."""
+    lake = Lake(LakeSettings(root=str(tmp_path / "lake")))
+    clock = b.Clock()
+    first = [b.created(at=clock()), b.added("m1", "bob likes tea", at=clock(), subject_id="bob")]
+    second = [
+        b.updated("m1", at=clock(), tags=["x"]),
+        b.added("m2", "bob likes jazz", at=clock(), subject_id="bob"),
+    ]
+    erased = [b.erased("bob", at=clock())]
+    prior = fold(CubeState(), first).state
+    commit_table(
+        lake,
+        "memory_versions",
+        [rows_table("memory_versions", _fold(CubeState(), first, version=1).memory_versions)],
+        watermark=1,
+    )
+    commit_table(
+        lake,
+        "memory_versions",
+        [rows_table("memory_versions", _fold(prior, second, version=2).memory_versions)],
+        watermark=2,
+    )
+
+    # The rerun folds from events version 1: the second batch again, then the erasure.
+    loaded = LoadedState(prior, dict(prior.history), complete=True)
+    logged = _logged(second, version=2) + [
+        LoggedEvent(e, serialize_event(e).decode(), 3, "t", 0, len(second) + i, _AT)
+        for i, e in enumerate(erased)
+    ]
+    rerun = fold_cube(loaded, logged, buckets=4)
+    commit_table(lake, "memory_versions", [rows_table("memory_versions", rerun.memory_versions)], watermark=3)
+
+    versions = scan(lake.table("memory_versions"), spec("memory_versions")).to_pylist()
+    found = {(v["memory_id"], v["version"]): (v["status"], v["text"]) for v in versions}
+    assert len(found) == len(versions)  # no key twice
+    expected = fold(CubeState(), first + second + erased).state.history
+    assert found == {
+        (m.memory_id, m.version): (m.status.value, None) for history in expected.values() for m in history
+    }
+    assert len(found) == 5  # m1 v1-v3 and m2 v1-v2, every one erased

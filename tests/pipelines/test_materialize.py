@@ -24,6 +24,7 @@ from pipelines.materialize import FoldShard
 from pipelines.rebuild import run_rebuild
 from streams.dead_letters import read_dead_letters
 from streams.reader import OffsetRange, end_offsets, read_range
+from tests.memlake import builders as b
 from tests.pipelines.helpers import (
     assert_same_tables,
     expected_memories,
@@ -168,6 +169,43 @@ def test_restore_of_a_derived_table_then_a_run_converges(settings: Settings) -> 
     run_jobs(settings)
     assert len(set(lake.watermarks(DERIVED_TABLES).values())) == 1
     assert lake_memories(lake) == expected_memories(pure_fold(events))
+    result = run_rebuild(settings, verify=True)
+    assert result.equal, result.differences
+
+
+def test_an_erasure_after_a_restore_rewrites_the_versions_the_table_ran_ahead_with(
+    settings: Settings,
+) -> None:
+    """`memories` restored behind `memory_versions`: the next run folds the batches between
+    again, and the erasure among them must shred the versions the table already holds."""
+    clock = b.Clock()
+    first = [b.created(at=clock()), b.added("m1", "bob likes tea", at=clock(), subject_id="bob")]
+    produce(settings.kafka, first)
+    run_jobs(settings)
+    lake = Lake(settings.lake)
+    early = lake.version("memories")
+    second = [
+        b.updated("m1", at=clock(), tags=["x"]),
+        b.added("m2", "bob likes jazz", at=clock(), subject_id="bob"),
+    ]
+    produce(settings.kafka, second)
+    run_jobs(settings)
+
+    restore(lake, "memories", version=early)
+    erased = [b.erased("bob", at=clock())]
+    produce(settings.kafka, erased)
+    run_jobs(settings)
+
+    versions = lake.table("memory_versions").to_pyarrow_table(columns=["memory_id", "version", "text"])
+    assert sorted(zip(*(versions.column(c).to_pylist() for c in ("memory_id", "version")), strict=True)) == [
+        ("m1", 1),
+        ("m1", 2),
+        ("m1", 3),
+        ("m2", 1),
+        ("m2", 2),
+    ]
+    assert versions.column("text").null_count == versions.num_rows  # bob's words are nowhere
+    assert lake_memories(lake) == expected_memories(pure_fold(first + second + erased))
     result = run_rebuild(settings, verify=True)
     assert result.equal, result.differences
 
