@@ -24,7 +24,7 @@ import pyarrow.dataset as ds
 
 from lake.scan import scan, sql_in, without_views
 from lake.schemas import STATE_TABLES, bucket_of
-from lake.tables import WATERMARK_KEY, Lake, delta_errors
+from lake.tables import PART_KEY, WATERMARK_KEY, Lake, delta_errors
 from memlake.errors import LakeError
 
 if TYPE_CHECKING:
@@ -47,13 +47,15 @@ def watermark_versions(lake: Lake, name: str) -> dict[int, int]:
     """For each watermark a table has reflected: its latest Delta version reflecting it.
 
     Commits without memlake's metadata (optimize, vacuum) keep the previous
-    version's watermark; the table's creation is watermark -1.
+    version's watermark; the table's creation is watermark -1. A part of a batch's
+    upsert (`PART_KEY`) reflects no watermark whole, and stands for none.
     """
     out: dict[int, int] = {}
     current = -1
     for entry in reversed(lake.commit_log(name)):
         current = int(entry.get(WATERMARK_KEY, current))
-        out[current] = int(entry["version"])
+        if PART_KEY not in entry:
+            out[current] = int(entry["version"])
     return out
 
 

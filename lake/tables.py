@@ -8,7 +8,15 @@ way. The constructor does no I/O.
 
 from __future__ import annotations
 
-__all__ = ["Lake", "land_app_id", "materialize_app_id", "WATERMARK_KEY", "EVENTS_KEY", "REWRITES_KEY"]
+__all__ = [
+    "Lake",
+    "land_app_id",
+    "materialize_app_id",
+    "WATERMARK_KEY",
+    "EVENTS_KEY",
+    "REWRITES_KEY",
+    "PART_KEY",
+]
 
 import json
 from collections.abc import Callable, Hashable, Iterable, Iterator
@@ -36,6 +44,9 @@ OFFSETS_KEY = "memlake.offsets"
 # On a commit that rewrote rows in place before a batch's own commit (an erasure): that batch's
 # watermark. It moves no watermark itself.
 REWRITES_KEY = "memlake.rewrites_for"
+# On each but the last commit of a batch's upsert written one bucket at a time (a rebuild's):
+# that batch's watermark. No cut reads such a version: the table there holds part of a batch.
+PART_KEY = "memlake.part_of"
 T = TypeVar("T")
 
 

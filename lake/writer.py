@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lake.chaining import remember, with_chain
 from lake.schemas import TableSpec
 from lake.tables import (
     EVENTS_KEY,
     OFFSETS_KEY,
+    PART_KEY,
     REWRITES_KEY,
     WATERMARK_KEY,
     Lake,
@@ -144,8 +146,11 @@ def _write_rows(
     *,
     how: Literal["auto", "insert", "overwrite"],
     properties: CommitProperties,
+    parts: CommitProperties | None = None,
 ) -> None:
-    """One commit of `rows` the way `how` and the table's mode say (see `commit_derived`)."""
+    """The commit of `rows` the way `how` and the table's mode say (see `commit_derived`);
+    with `parts`, a MERGE into a table partitioned by bucket is one commit per bucket, all
+    but the last carrying `parts`."""
     if how == "overwrite":
         _write(dt, rows, "overwrite", properties)
         return
@@ -154,7 +159,17 @@ def _write_rows(
         _write(dt, rows, "append", properties)
         return
     with _ONE_MERGE_AT_A_TIME:
-        _merge(dt, table, rows, properties)
+        if parts is None or table.partition_by != ("bucket",):
+            _merge(dt, table, rows, properties)
+            return
+        # A MERGE holds every target file its early filter keeps, which is every bucket once a
+        # batch touches them all: one bucket at a time it holds one bucket's files (a 50k-row
+        # upsert into 1.1M rows: +0.33 against +1.7 GiB, 2.4 against 2.1 s).
+        buckets = sorted(set(rows.column("bucket").to_pylist()))
+        for n, bucket in enumerate(buckets):
+            last = n == len(buckets) - 1
+            part = rows.filter(pc.equal(rows.column("bucket"), bucket))
+            _merge(dt, table, part, properties if last else parts, where=f"t.bucket = {int(bucket)}")
 
 
 # A MERGE holds the target's touched files in memory while it runs (DataFusion, outside the
@@ -162,10 +177,12 @@ def _write_rows(
 _ONE_MERGE_AT_A_TIME = threading.Lock()
 
 
-def _merge(dt: DeltaTable, table: TableSpec, rows: pa.Table, properties: CommitProperties) -> None:
+def _merge(
+    dt: DeltaTable, table: TableSpec, rows: pa.Table, properties: CommitProperties, *, where: str = ""
+) -> None:
     merger = dt.merge(
         rows,
-        _key_predicate(table),
+        f"{_key_predicate(table)} AND {where}" if where else _key_predicate(table),
         source_alias="s",
         target_alias="t",
         commit_properties=properties,
@@ -252,6 +269,7 @@ class TableWriter:
         watermark: int,
         how: Literal["auto", "insert", "overwrite"] = "auto",
         replacing: pa.Table | None = None,
+        merge_per_bucket: bool = False,
     ) -> CommitResult:
         """Write one batch of a derived table, tagged with the events version it reflects.
 
@@ -264,6 +282,11 @@ class TableWriter:
         rewrote) replaces every row of those memories first, in a commit of its own that
         carries no watermark: the table still reflects the events version before. delta-rs
         finds the files holding them by the predicate's columns and rewrites only those.
+
+        `merge_per_bucket` MERGEs a table partitioned by bucket one bucket at a time, a
+        commit each; only the last moves the watermark, the others carry `PART_KEY`. Until
+        the last, the table's head holds part of the batch: for a lake nobody reads or
+        resumes meanwhile (a rebuild's).
         """
         from deltalake import CommitProperties, Transaction
 
@@ -286,7 +309,10 @@ class TableWriter:
                 app_transactions=[Transaction(materialize_app_id(name), watermark)],
                 custom_metadata={WATERMARK_KEY: str(watermark)},
             )
-            _write_rows(dt, table, rows, how=how, properties=properties)  # moves `dt` to its commit
+            parts = CommitProperties(custom_metadata={PART_KEY: str(watermark)}) if merge_per_bucket else None
+            _write_rows(
+                dt, table, rows, how=how, properties=properties, parts=parts
+            )  # moves `dt` to its commit
             version = int(dt.version())
             lake.committed(name, version, watermark)
             return CommitResult(name, rows.num_rows, version)

@@ -74,6 +74,7 @@ def commit_table(
     overwrite: bool = False,
     kind: RowsKind = "auto",
     cut: int = -1,
+    merge_per_bucket: bool = False,
 ) -> CommitResult:
     """Commit one batch of one derived table: the rows it still lacks, tagged `watermark`.
 
@@ -85,7 +86,8 @@ def commit_table(
     holds already replace every row of their memories first, in a commit of their own that
     moves no watermark: it finds the files holding those memories by reading two columns and
     rewrites only those, where a MERGE of the batch read and held the whole table (1.8
-    against 0.26 GiB for a 60k-row batch into 1.1M rows). A memory's marked rows are all of
+    against 0.26 GiB for a 60k-row batch into 1.1M rows). `merge_per_bucket`: see
+    `TableWriter.commit_derived`. A memory's marked rows are all of
     its versions with one `_ev`, so the watermark filter keeps or drops them together; the
     replacement holds only versions made at or before the table's watermark, so the table
     at the rewrite commit still reflects no event past it. A crash between the two commits
@@ -115,4 +117,6 @@ def commit_table(
     how: Literal["auto", "insert", "overwrite"] = "overwrite" if overwrite else kind
     if how == "insert" and current != cut:
         how = "auto"
-    return TableWriter(lake).commit_derived(name, data, watermark=watermark, how=how, replacing=rewrites)
+    return TableWriter(lake).commit_derived(
+        name, data, watermark=watermark, how=how, replacing=rewrites, merge_per_bucket=merge_per_bucket
+    )

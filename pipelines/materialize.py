@@ -29,7 +29,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -72,6 +72,9 @@ class MaterializePlan:
     refold: bool = False  # the feed is gone: read every event, overwrite every table
     events: int = 0  # events the batch holds, by the land commits' metadata
     shards: int = 1  # groups of cubes folded apart (each loads its prior state in one go)
+    # Upserts MERGE one bucket at a time, a commit each (lake.writer): less memory, but the
+    # table's head holds part of the batch until the last. Only for a rebuild's fresh lake.
+    merge_per_bucket: bool = False
 
     @property
     def start(self) -> int:
@@ -353,6 +356,7 @@ class CommitTables(beam.DoFn):
             overwrite=plan.refold,
             kind=kind,
             cut=plan.cut.watermark,
+            merge_per_bucket=plan.merge_per_bucket,
         )
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
@@ -408,14 +412,20 @@ class Materialize(beam.PTransform):  # type: ignore[type-arg]
         )
 
 
-def run_materialize(settings: Settings, *, beam_args: Sequence[str] = ()) -> MaterializeResult:
-    """Materialize one batch of new events versions (nothing when the tables are up to date)."""
+def run_materialize(
+    settings: Settings, *, beam_args: Sequence[str] = (), merge_per_bucket: bool = False
+) -> MaterializeResult:
+    """Materialize one batch of new events versions (nothing when the tables are up to date).
+
+    `merge_per_bucket`: see `MaterializePlan`; the rebuild's fresh lake uses it.
+    """
     lake = Lake(settings.lake)
     plan = plan_materialize(
         lake, max_events=settings.pipelines.batch_max_events, shards=settings.pipelines.fold_shards
     )
     if plan is None:
         return MaterializeResult(None)
+    plan = replace(plan, merge_per_bucket=merge_per_bucket)
     with beam.Pipeline(options=pipeline_options(settings.pipelines, beam_args)) as pipeline:
         _ = pipeline | "Start" >> beam.Create([None]) | "Materialize" >> Materialize(settings, plan)
     result = pipeline.result

@@ -21,6 +21,7 @@ from lake.compare import TableDifference, compare_table
 from lake.schemas import DERIVED_TABLES, TABLES
 from lake.snapshot import find_cut
 from lake.tables import Lake
+from memlake.errors import LakeError
 from memlake.settings import Settings
 from pipelines.heap import release_freed
 from pipelines.job_process import job_process
@@ -80,6 +81,12 @@ def _rebuild(
 ) -> RebuildResult:
     began = time.monotonic()
     live = Lake(settings.lake)
+    if into is not None:
+        # The rebuild writes as nobody else may (`merge_per_bucket`), and never resumes.
+        place = Lake(settings.lake.model_copy(update={"root": into}))
+        held = [name for name in TABLES if place.exists(name)]
+        if held:
+            raise LakeError(held[0], f"{into} holds lake tables already: rebuild into an empty place")
     live.ensure_all()
     cut = find_cut(live, DERIVED_TABLES)
     topic = settings.kafka.events_topic
@@ -111,7 +118,10 @@ def _rebuild(
         events += landed.events
         progress(f"rebuild: landed {events} events")
         while True:
-            done = run_materialize(fresh, beam_args=beam_args)
+            # Nobody reads the fresh lake before it is done, and a failed rebuild starts
+            # again from nothing: its upserts can MERGE one bucket at a time, a commit each,
+            # holding one bucket's files instead of the whole table's.
+            done = run_materialize(fresh, beam_args=beam_args, merge_per_bucket=True)
             if done.plan is None:
                 break
             # What a batch leaves in reference cycles waits for a full collection, which the

@@ -31,6 +31,7 @@ from memlake.errors import LakeError, TimeTravelError
 from memlake.events import Event, SubjectErased, serialize_event
 from memlake.settings import LakeSettings, Settings
 from pipelines.materialize import run_materialize
+from pipelines.rebuild import run_rebuild
 from tests.pipelines.helpers import assert_same_tables, expected_memories, lake_memories, pure_fold
 
 pytestmark = pytest.mark.integration
@@ -123,6 +124,40 @@ def test_a_crash_between_table_commits_is_repaired_by_the_next_run(tmp_path: Pat
     assert cut.versions["memories"] < lake.version("memories")  # read as of the cut, not the latest
     _materialize_all(crashed)
     assert_same_tables(Lake(steady.lake), lake, DERIVED_TABLES)
+
+
+def test_merging_one_bucket_at_a_time_gives_the_same_tables_and_no_cut_reads_a_part(tmp_path: Path) -> None:
+    events = generate(600, cubes=12, seed=5)
+    steady = _settings(tmp_path / "steady")
+    parted = _settings(tmp_path / "parted")
+    for settings in (steady, parted):
+        _land(Lake(settings.lake), events[:300], first_offset=0)
+        _materialize_all(settings)
+        _land(Lake(settings.lake), events[300:], first_offset=300)
+    _materialize_all(steady)
+    lake = Lake(parted.lake)
+    before = lake.version("memories")
+    assert run_materialize(parted, merge_per_bucket=True).plan is not None
+    assert run_materialize(parted, merge_per_bucket=True).plan is None
+    assert_same_tables(Lake(steady.lake), lake, DERIVED_TABLES)
+
+    # The second batch updates memories in several buckets: a MERGE each, only the last
+    # moving the watermark; the others say which batch they are part of.
+    log = list(reversed(lake.commit_log("memories", limit=lake.version("memories") - before)))
+    assert [entry["operation"] for entry in log] == ["MERGE"] * len(log)
+    assert len(log) > 1
+    assert all(entry["memlake.part_of"] == "2" and "memlake.watermark" not in entry for entry in log[:-1])
+    assert log[-1]["memlake.watermark"] == 2
+    # A cut at the first batch reads the table before the parts, not the last of them.
+    assert watermark_versions(lake, "memories")[1] == before
+    assert find_cut(lake, at_most=1).versions["memories"] == before
+
+
+def test_a_rebuild_refuses_a_place_that_holds_tables(tmp_path: Path) -> None:
+    settings = _settings(tmp_path / "lake")
+    _land(Lake(settings.lake), generate(20, cubes=1), first_offset=0)
+    with pytest.raises(LakeError, match="holds lake tables already"):
+        run_rebuild(settings, into=settings.lake.root)
 
 
 def test_a_crash_between_an_erasures_rewrite_and_its_batch_is_repaired_by_the_next_run(
