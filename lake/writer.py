@@ -310,9 +310,8 @@ class TableWriter:
                 custom_metadata={WATERMARK_KEY: str(watermark)},
             )
             parts = CommitProperties(custom_metadata={PART_KEY: str(watermark)}) if merge_per_bucket else None
-            _write_rows(
-                dt, table, rows, how=how, properties=properties, parts=parts
-            )  # moves `dt` to its commit
+            # Moves `dt` to its (last) commit.
+            _write_rows(dt, table, rows, how=how, properties=properties, parts=parts)
             version = int(dt.version())
             lake.committed(name, version, watermark)
             return CommitResult(name, rows.num_rows, version)

@@ -86,13 +86,14 @@ def commit_table(
     holds already replace every row of their memories first, in a commit of their own that
     moves no watermark: it finds the files holding those memories by reading two columns and
     rewrites only those, where a MERGE of the batch read and held the whole table (1.8
-    against 0.26 GiB for a 60k-row batch into 1.1M rows). `merge_per_bucket`: see
-    `TableWriter.commit_derived`. A memory's marked rows are all of
+    against 0.26 GiB for a 60k-row batch into 1.1M rows). A memory's marked rows are all of
     its versions with one `_ev`, so the watermark filter keeps or drops them together; the
     replacement holds only versions made at or before the table's watermark, so the table
     at the rewrite commit still reflects no event past it. A crash between the two commits
     is repaired like any other: the cut reads the table at the rewrite commit, and the
     rerun writes the same replacement again, then appends.
+
+    `merge_per_bucket`: see `TableWriter.commit_derived`.
     """
     table = spec(name)
     schema = _schema(name)
