@@ -15,7 +15,7 @@ found). Cold embedding throughput is measured on its own, and a cold first
 run over everything is extrapolated from it.
 
 Measured, each in its own `memlake consolidate` process (peak RSS is its
-own): the run (decisions sent), a second run on the same snapshot (sends
+own, read under `benchmarks._own_peak`): the run (decisions sent), a second run on the same snapshot (sends
 nothing: idempotence), and the floor, a plain scan of the snapshot's
 `memories` rows. Aim ("full"): under 10 minutes and 6 GiB.
 """
@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from benchmarks._lake_bench import bench_settings, subprocess_env
+from benchmarks._own_peak import read_peak_gib
 from lake.rows import cube_row
 from lake.schemas import MEMORIES, USAGE, bucket_of
 from lake.snapshot import open_snapshot
@@ -256,13 +256,17 @@ def _build(settings: Settings, memories: int, cubes: int, new_share: float) -> d
     return counts
 
 
-def _consolidate(settings: Settings, out_dir: Path, name: str) -> tuple[float, dict[str, Any]]:
+def _consolidate(settings: Settings, out_dir: Path, name: str) -> tuple[float, str, float]:
+    """One `memlake consolidate` in its own process: its time, its summary line and its peak
+    in GiB (its own: under `benchmarks._own_peak`, not this process's)."""
     env = subprocess_env(settings)
     env["MEMLAKE_GOVERNANCE_KEY_STORE"] = str(out_dir / "keys")
     env["HF_HUB_OFFLINE"] = "1"
+    peak_file = out_dir / f"{name}.peak"
+    consolidate = ["memlake", "consolidate", "--as-of", AS_OF.isoformat()]
     began = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "memlake", "consolidate", "--as-of", AS_OF.isoformat()],
+        [sys.executable, "-m", "benchmarks._own_peak", str(peak_file), *consolidate],
         env=env,
         capture_output=True,
         text=True,
@@ -273,7 +277,7 @@ def _consolidate(settings: Settings, out_dir: Path, name: str) -> tuple[float, d
     if done.returncode != 0:
         raise RuntimeError(f"consolidate failed ({done.returncode}): {done.stderr[-3000:]}")
     summary = done.stdout.strip().splitlines()[-1]
-    return elapsed, {"summary": summary}
+    return elapsed, summary, read_peak_gib(peak_file)
 
 
 def _floor(settings: Settings) -> float:
@@ -310,12 +314,10 @@ def run(profile: str, out_dir: Path) -> dict[str, Any]:
     build_s = time.perf_counter() - began
 
     floor_s = _floor(settings)
-    first_s, first = _consolidate(settings, out_dir, "first")
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    second_s, second = _consolidate(settings, out_dir, "second")
-    peak_kib = max(peak_kib, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    first_s, first, first_peak = _consolidate(settings, out_dir, "first")
+    second_s, second, second_peak = _consolidate(settings, out_dir, "second")
     rate = _embedding_rate(settings, 64 if profile == "tiny" else 512)
-    peak_gib = peak_kib / 1024 / 1024
+    peak_gib = max(first_peak, second_peak)
     return {
         "summary": (
             f"{counts['memories']:,} memories in {cubes:,} cubes ({counts['new']:,} new) consolidated in "
@@ -333,8 +335,8 @@ def run(profile: str, out_dir: Path) -> dict[str, Any]:
         "peak_rss_gib": round(peak_gib, 3),
         "embed_texts_per_s": round(rate, 1),
         "cold_embed_all_extrapolated_s": round(counts["memories"] / rate, 1),
-        "first_run": first["summary"],
-        "second_run": second["summary"],
+        "first_run": first,
+        "second_run": second,
         "aim": {"consolidate_s": 600.0, "peak_rss_gib": 6.0},
         "as_of": AS_OF.isoformat(),
         "today": date.today().isoformat(),
