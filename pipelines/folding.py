@@ -128,8 +128,11 @@ def fold_cube(
             continue
         past, new = versions[: len(before)], versions[len(before) :]
         made_by = [by_version[memory.cube_version] for memory in new]
-        rewritten = any(old is not memory and old != memory for old, memory in zip(before, past, strict=True))
-        if rewritten or (erased_at is not None and any(m.cube_version < erased_at for m in new)):
+        # Only an erasure rewrites versions in place: past ones, or new ones made before it.
+        if erased_at is not None and (
+            any(m.cube_version < erased_at for m in new)
+            or any(old is not memory and old != memory for old, memory in zip(before, past, strict=True))
+        ):
             # An erasure rewrote versions in place: the lake gets all of the memory's versions
             # at once, tagged `_ev` with the newest event behind any of them, so that a table
             # past it skips them all. Those a table holds already (made at or before its
