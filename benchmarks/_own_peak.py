@@ -17,12 +17,20 @@ import sys
 from pathlib import Path
 
 
+def status_kib(field: str, pid: int | str = "self") -> int | None:
+    """A memory field of `/proc/PID/status` (`VmRSS`, `VmHWM`), in KiB; None if absent."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return None
+
+
 def own_peak_kib() -> int:
     """This process's peak resident memory since its `exec`, in KiB (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("/proc/self/status has no VmHWM: the peak is measured on Linux only")
+    peak = status_kib("VmHWM")
+    if peak is None:
+        raise RuntimeError("/proc/self/status has no VmHWM: the peak is measured on Linux only")
+    return peak
 
 
 def read_peak_gib(peak_file: Path) -> float:

@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from benchmarks._lake_bench import bench_settings, percentile, subprocess_env
+from benchmarks._own_peak import status_kib
 from lake.tables import Lake
 from memlake.events import CubeCreated, Event, MemoryAdded, new_event
 from memlake.model import Actor, ActorKind
@@ -270,10 +271,8 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 def read_rss_mb(pid: int, field: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    kib = status_kib(field, pid)
+    return float("nan") if kib is None else kib / 1024
 
 
 def peak_rss_mb(pid: int) -> float:
