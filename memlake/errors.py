@@ -26,6 +26,7 @@ __all__ = [
     "RollbackTargetError",
     "InfrastructureError",
     "BrokerError",
+    "ObjectStoreError",
     "BrokerUnavailableError",
     "TopicsNotReadyError",
     "WriteNotConfirmedError",
@@ -214,6 +215,14 @@ class InfrastructureError(MemlakeError):
 
 class BrokerError(InfrastructureError):
     """The local broker could not be started or stopped; `log_file` says why."""
+
+    def __init__(self, message: str, *, log_file: str | None = None) -> None:
+        self.log_file = log_file
+        super().__init__(message + (f" (see {log_file})" if log_file else ""))
+
+
+class ObjectStoreError(InfrastructureError):
+    """The local S3-compatible store (for tests of `s3://` lakes) could not be installed or started."""
 
     def __init__(self, message: str, *, log_file: str | None = None) -> None:
         self.log_file = log_file

@@ -38,6 +38,9 @@ class RebuildResult:
     events: int
     seconds: float
     differences: tuple[TableDifference, ...] = field(default=())
+    # The rebuilt tables are still there: asked for, or under an object-store root, which a
+    # rebuild does not delete (their folder is removed only under a local root).
+    kept: bool = False
 
     @property
     def equal(self) -> bool:
@@ -143,7 +146,9 @@ def _rebuild(
                 live_version = None
             differences.append(compare_table(live, live_version, target, target.version(name), name))
             progress(f"rebuild: {name} {'equal' if differences[-1].equal else 'DIFFERS'}")
-    result = RebuildResult(root, cut.watermark, events, time.monotonic() - began, tuple(differences))
-    if not keep and into is None and target.is_local:
+    removed = not keep and into is None and target.is_local
+    if removed:
         shutil.rmtree(root, ignore_errors=True)
-    return result
+    return RebuildResult(
+        root, cut.watermark, events, time.monotonic() - began, tuple(differences), kept=not removed
+    )

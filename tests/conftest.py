@@ -1,6 +1,7 @@
 """Shared fixtures. Integration tests share one real broker for the session
-(started by infra/, stopped at the end unless it was already running) and each
-builds its own topics, tables and folders."""
+(started by infra/, stopped at the end unless it was already running), and those of
+`s3://` lakes one local object store, and each builds its own topics, buckets,
+tables and folders."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from infra.broker import LocalBroker
+from infra.object_store import LocalObjectStore
 from memlake.settings import BrokerSettings, KafkaSettings, Settings
 from streams import consumer_pool
 from streams.admin import TopicSpec, ensure_topics
@@ -19,6 +21,7 @@ from streams.admin import TopicSpec, ensure_topics
 _REPO = Path(__file__).resolve().parents[1]
 # Apart from a developer's own broker (19092) so that tests never touch it.
 TEST_BROKER_PORT = int(os.environ.get("MEMLAKE_TEST_BROKER_PORT", "29092"))
+TEST_OBJECT_STORE_PORT = int(os.environ.get("MEMLAKE_TEST_OBJECT_STORE_PORT", "29096"))
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +63,16 @@ def broker(broker_settings: BrokerSettings) -> Iterator[LocalBroker]:
     yield local
     if not was_running:
         local.down()
+
+
+@pytest.fixture(scope="session")
+def object_store() -> Iterator[LocalObjectStore]:
+    """A real S3 API (moto's server, installed by infra/ once) for the session."""
+    home = Path(os.environ.get("MEMLAKE_TEST_HOME", _REPO / ".memlake-test"))
+    store = LocalObjectStore(home / "object-store", port=TEST_OBJECT_STORE_PORT)
+    store.up()
+    yield store
+    store.down()
 
 
 def own_topics(broker: LocalBroker, *, partitions: int = 6, create: bool = True) -> KafkaSettings:

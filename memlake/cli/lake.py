@@ -38,7 +38,8 @@ def register(commands: Any) -> None:
     rebuild = commands.add_parser("rebuild", help="replay the log into fresh tables (and compare)")
     rebuild.add_argument("--verify", action="store_true", help="compare every table with the live one")
     rebuild.add_argument(
-        "--into", help="where to build (default: a folder under the lake root, removed after)"
+        "--into",
+        help="where to build (default: a folder under the lake root, removed after under a local root)",
     )
     rebuild.add_argument("--keep", action="store_true", help="keep the rebuilt tables")
     rebuild.add_argument("beam_args", nargs=argparse.REMAINDER, help="Beam pipeline options after --")
@@ -153,6 +154,8 @@ def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
         progress=lambda line: print(line, flush=True),
     )
     print(f"rebuilt {result.events} events in {result.seconds:.1f} s (live cut: events v{result.watermark})")
+    if result.kept:
+        print(f"rebuilt tables at {result.root}")
     for d in result.differences:
         status = "equal" if d.equal else "DIFFERENT"
         print(f"  {d.table:16} {status:9} live {d.rows_left} rows, rebuilt {d.rows_right} rows")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -171,6 +172,8 @@ def test_restore_of_a_derived_table_then_a_run_converges(settings: Settings) -> 
     assert lake_memories(lake) == expected_memories(pure_fold(events))
     result = run_rebuild(settings, verify=True)
     assert result.equal, result.differences
+    assert not result.kept
+    assert not Path(result.root).exists()  # under a local root the rebuilt tables are removed
 
 
 def test_an_erasure_after_a_restore_rewrites_the_versions_the_table_ran_ahead_with(
