@@ -60,6 +60,7 @@ class LocalObjectStore:
         if marker.exists():
             return self.library
         self._home.mkdir(parents=True, exist_ok=True)
+        self.library.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix="moto-", dir=self.library.parent))
         with (self._home / "pip.log").open("w") as log:
             result = subprocess.run(
