@@ -1,0 +1,171 @@
+"""`memlake materialize | show | history | diff | sql | lake ... | rebuild` from the command line.
+
+Settings come from the environment, as in production; each test lands its own log
+on the real broker into its own lake (a folder, or a bucket of the local S3 API).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from benchmarks._lake_workload import generate
+from infra.object_store import LocalObjectStore
+from lake.schemas import DERIVED_TABLES
+from lake.tables import Lake
+from memlake.cli import main
+from memlake.events import Event
+from memlake.fold import FoldResult
+from memlake.model import MemoryStatus
+from memlake.settings import KafkaSettings, Settings
+from tests.pipelines.helpers import produce, pure_fold
+
+pytestmark = pytest.mark.integration
+
+
+def _environment(monkeypatch: pytest.MonkeyPatch, kafka: KafkaSettings, tmp_path: Path, root: str) -> None:
+    monkeypatch.setenv("MEMLAKE_KAFKA_BOOTSTRAP", kafka.bootstrap)
+    monkeypatch.setenv("MEMLAKE_KAFKA_EVENTS_TOPIC", kafka.events_topic)
+    monkeypatch.setenv("MEMLAKE_KAFKA_DLQ_TOPIC", kafka.dlq_topic)
+    monkeypatch.setenv("MEMLAKE_GOVERNANCE_KEY_STORE", str(tmp_path / "keys"))
+    monkeypatch.setenv("MEMLAKE_LAKE_ROOT", root)
+    monkeypatch.setenv("MEMLAKE_PIPELINES_BATCH_MAX_EVENTS", "100")
+
+
+def _materialized(kafka: KafkaSettings, capsys: pytest.CaptureFixture[str], *, seed: int) -> list[Event]:
+    events = generate(240, cubes=2, seed=seed, rollbacks=False, erasures=False)
+    produce(kafka, events)
+    assert main(["materialize"]) == 0
+    assert "done: batch" in capsys.readouterr().out
+    return events
+
+
+def _json_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def _first_cube(events: list[Event]) -> tuple[str, FoldResult]:
+    return sorted(pure_fold(events).items())[0]
+
+
+def test_show_history_diff_and_sql_read_what_materialize_wrote(
+    kafka: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _environment(monkeypatch, kafka, tmp_path, str(tmp_path / "lake"))
+    events = _materialized(kafka, capsys, seed=31)
+    cube_id, result = _first_cube(events)
+    state = result.state
+    visible = {k for k, m in state.memories.items() if m.status is not MemoryStatus.DELETED}
+
+    assert main(["show", cube_id, "--json"]) == 0
+    (now,) = _json_lines(capsys)
+    assert now["version"] == state.version
+    assert set(now["memories"]) == visible
+    assert main(["show", cube_id, "--as-of", "2", "--json"]) == 0
+    (then,) = _json_lines(capsys)
+    assert then["version"] == 2
+    assert main(["show", cube_id]) == 0
+    assert f"{cube_id} (" in capsys.readouterr().out
+
+    memory_id, versions = next(iter(state.history.items()))
+    assert main(["history", memory_id, "--cube", cube_id, "--json"]) == 0
+    history = _json_lines(capsys)
+    assert [h["cube_version"] for h in history] == [m.cube_version for m in versions]
+
+    assert main(["diff", cube_id, "1", str(state.version)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{cube_id}: version 1 -> {state.version}"
+    assert {line.split()[1] for line in lines if line.startswith("  + ")} == visible
+
+    assert main(["sql", "SELECT count(*) AS n FROM memories"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "n",
+        str(sum(len(r.state.memories) for r in pure_fold(events).values())),
+    ]
+    parquet, csv = tmp_path / "out" / "rows.parquet", tmp_path / "out" / "rows.csv"
+    parquet.parent.mkdir()
+    by_cube = "SELECT cube_id, count(*) AS n FROM memory_versions GROUP BY cube_id ORDER BY cube_id"
+    assert main(["sql", by_cube, "--out", str(parquet)]) == 0
+    assert main(["sql", by_cube, "--out", str(csv)]) == 0
+    assert "wrote 2 rows" in capsys.readouterr().out
+    assert pq.read_table(parquet).to_pylist() == pacsv.read_csv(csv).to_pylist()
+    first = Lake(Settings().lake).version("events") - 1
+    assert main(["sql", "SELECT count(*) AS n FROM memory_versions", "--as-of", str(first)]) == 0
+    earlier = int(capsys.readouterr().out.splitlines()[1])
+    assert 0 < earlier < sum(row["n"] for row in pq.read_table(parquet).to_pylist())
+
+
+def test_bad_requests_say_what_is_wrong(
+    kafka: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _environment(monkeypatch, kafka, tmp_path, str(tmp_path / "lake"))
+    events = _materialized(kafka, capsys, seed=32)
+    cube_id, result = _first_cube(events)
+    latest = result.state.version
+
+    assert main(["show", cube_id, "--as-of", "999"]) == 1
+    assert f"cube {cube_id!r} has versions 1..{latest}, not 999" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--as-of timestamps need a timezone"):
+        main(["show", cube_id, "--as-of", "2026-01-01T00:00:00"])
+    assert main(["history", "no-such-memory"]) == 1
+    assert "no memory 'no-such-memory'" in capsys.readouterr().err
+    assert main(["sql", "SELECT 1 AS one", "--out", str(tmp_path / "rows.txt")]) == 1
+    assert "unknown output format '.txt'" in capsys.readouterr().err
+    assert main(["lake", "restore", "memories", "--version", "999"]) == 1
+    assert "not 999" in capsys.readouterr().err
+    assert main(["lake", "restore", "events", "--version", "1"]) == 1
+    assert "the events table is the landed log and is not restored" in capsys.readouterr().err
+
+
+def test_maintenance_restore_and_rebuild_keep_the_lake_whole(
+    kafka: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _environment(monkeypatch, kafka, tmp_path, str(tmp_path / "lake"))
+    _materialized(kafka, capsys, seed=33)
+    lake = Lake(Settings().lake)
+    watermark = lake.watermark("memories")
+
+    for action in (["compact"], ["checkpoint"], ["vacuum", "--dry-run"], ["vacuum"]):
+        assert main(["lake", *action]) == 0
+    out = capsys.readouterr().out
+    assert "compact memories:" in out
+    assert "vacuum memory_versions:" in out
+
+    assert main(["lake", "restore", "memories", "--version", "1"]) == 0
+    assert "the next `memlake materialize` re-applies what followed" in capsys.readouterr().out
+    assert lake.watermark("memories") < watermark
+    assert main(["materialize"]) == 0
+    capsys.readouterr()
+    # Back at the newest events version (compacting `events` made one more, with no events).
+    assert set(lake.watermarks(DERIVED_TABLES).values()) == {lake.version("events")}
+
+    assert main(["rebuild", "--verify"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    compared = [line.split() for line in lines if line.startswith("  ")]
+    assert len(compared) == 7
+    assert all(words[1] == "equal" for words in compared), lines
+    assert not any(line.startswith("rebuilt tables at") for line in lines)  # a local rebuild cleans up
+
+
+def test_the_commands_reach_an_s3_lake_through_the_environment(
+    object_store: LocalObjectStore,
+    kafka: KafkaSettings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _environment(monkeypatch, kafka, tmp_path, f"s3://{object_store.bucket()}/lake")
+    monkeypatch.setenv("MEMLAKE_LAKE_STORAGE_OPTIONS", json.dumps(object_store.storage_options()))
+    events = _materialized(kafka, capsys, seed=34)
+    cube_id, result = _first_cube(events)
+
+    assert main(["show", cube_id, "--json"]) == 0
+    (now,) = _json_lines(capsys)
+    assert now["version"] == result.state.version
+    assert main(["sql", "SELECT count(DISTINCT cube_id) AS cubes FROM cubes"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["cubes", "2"]
