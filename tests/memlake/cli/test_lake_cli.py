@@ -19,7 +19,6 @@ from infra.object_store import LocalObjectStore
 from lake.schemas import DERIVED_TABLES
 from lake.tables import Lake
 from memlake.cli import main
-from memlake.events import Event
 from memlake.fold import FoldResult
 from memlake.model import MemoryStatus
 from memlake.settings import KafkaSettings, Settings
@@ -37,29 +36,33 @@ def _environment(monkeypatch: pytest.MonkeyPatch, kafka: KafkaSettings, tmp_path
     monkeypatch.setenv("MEMLAKE_PIPELINES_BATCH_MAX_EVENTS", "100")
 
 
-def _materialized(kafka: KafkaSettings, capsys: pytest.CaptureFixture[str], *, seed: int) -> list[Event]:
+def _materialized(kafka: KafkaSettings, capsys: pytest.CaptureFixture[str], *, seed: int) -> list[FoldResult]:
+    """Land and materialize a fresh log with `memlake materialize`; each cube's pure fold, by cube id."""
     events = generate(240, cubes=2, seed=seed, rollbacks=False, erasures=False)
     produce(kafka, events)
     assert main(["materialize"]) == 0
     assert "done: batch" in capsys.readouterr().out
-    return events
+    return [result for _, result in sorted(pure_fold(events).items())]
 
 
 def _json_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
-def _first_cube(events: list[Event]) -> tuple[str, FoldResult]:
-    return sorted(pure_fold(events).items())[0]
+@pytest.fixture
+def in_folder(kafka: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> KafkaSettings:
+    """The command line's environment, with the lake in a folder of this test."""
+    _environment(monkeypatch, kafka, tmp_path, str(tmp_path / "lake"))
+    return kafka
 
 
 def test_show_history_diff_and_sql_read_what_materialize_wrote(
-    kafka: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    in_folder: KafkaSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _environment(monkeypatch, kafka, tmp_path, str(tmp_path / "lake"))
-    events = _materialized(kafka, capsys, seed=31)
-    cube_id, result = _first_cube(events)
-    state = result.state
+    results = _materialized(in_folder, capsys, seed=31)
+    state = results[0].state
+    assert state.cube is not None
+    cube_id = state.cube.cube_id
     visible = {k for k, m in state.memories.items() if m.status is not MemoryStatus.DELETED}
 
     assert main(["show", cube_id, "--json"]) == 0
@@ -83,10 +86,8 @@ def test_show_history_diff_and_sql_read_what_materialize_wrote(
     assert {line.split()[1] for line in lines if line.startswith("  + ")} == visible
 
     assert main(["sql", "SELECT count(*) AS n FROM memories"]) == 0
-    assert capsys.readouterr().out.splitlines() == [
-        "n",
-        str(sum(len(r.state.memories) for r in pure_fold(events).values())),
-    ]
+    memories = sum(len(r.state.memories) for r in results)
+    assert capsys.readouterr().out.splitlines() == ["n", str(memories)]
     parquet, csv = tmp_path / "out" / "rows.parquet", tmp_path / "out" / "rows.csv"
     parquet.parent.mkdir()
     by_cube = "SELECT cube_id, count(*) AS n FROM memory_versions GROUP BY cube_id ORDER BY cube_id"
@@ -101,12 +102,11 @@ def test_show_history_diff_and_sql_read_what_materialize_wrote(
 
 
 def test_bad_requests_say_what_is_wrong(
-    kafka: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    in_folder: KafkaSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _environment(monkeypatch, kafka, tmp_path, str(tmp_path / "lake"))
-    events = _materialized(kafka, capsys, seed=32)
-    cube_id, result = _first_cube(events)
-    latest = result.state.version
+    cube = _materialized(in_folder, capsys, seed=32)[0].state.cube
+    assert cube is not None
+    cube_id, latest = cube.cube_id, cube.version
 
     assert main(["show", cube_id, "--as-of", "999"]) == 1
     assert f"cube {cube_id!r} has versions 1..{latest}, not 999" in capsys.readouterr().err
@@ -123,10 +123,9 @@ def test_bad_requests_say_what_is_wrong(
 
 
 def test_maintenance_restore_and_rebuild_keep_the_lake_whole(
-    kafka: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    in_folder: KafkaSettings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _environment(monkeypatch, kafka, tmp_path, str(tmp_path / "lake"))
-    _materialized(kafka, capsys, seed=33)
+    _materialized(in_folder, capsys, seed=33)
     lake = Lake(Settings().lake)
     watermark = lake.watermark("memories")
 
@@ -161,11 +160,11 @@ def test_the_commands_reach_an_s3_lake_through_the_environment(
 ) -> None:
     _environment(monkeypatch, kafka, tmp_path, f"s3://{object_store.bucket()}/lake")
     monkeypatch.setenv("MEMLAKE_LAKE_STORAGE_OPTIONS", json.dumps(object_store.storage_options()))
-    events = _materialized(kafka, capsys, seed=34)
-    cube_id, result = _first_cube(events)
+    cube = _materialized(kafka, capsys, seed=34)[0].state.cube
+    assert cube is not None
 
-    assert main(["show", cube_id, "--json"]) == 0
+    assert main(["show", cube.cube_id, "--json"]) == 0
     (now,) = _json_lines(capsys)
-    assert now["version"] == result.state.version
+    assert now["version"] == cube.version
     assert main(["sql", "SELECT count(DISTINCT cube_id) AS cubes FROM cubes"]) == 0
     assert capsys.readouterr().out.splitlines() == ["cubes", "2"]
