@@ -11,13 +11,13 @@ from __future__ import annotations
 
 __all__ = ["RebuildResult", "run_rebuild"]
 
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from lake.compare import TableDifference, compare_table
+from lake.removal import remove_lake
 from lake.schemas import DERIVED_TABLES, TABLES
 from lake.snapshot import find_cut
 from lake.tables import Lake
@@ -38,8 +38,8 @@ class RebuildResult:
     events: int
     seconds: float
     differences: tuple[TableDifference, ...] = field(default=())
-    # The rebuilt tables are still there: asked for, or under an object-store root, which a
-    # rebuild does not delete (their folder is removed only under a local root).
+    # The rebuilt tables are still there: asked for, or on an object store `lake.removal`
+    # cannot delete from (anything but a local folder and s3://).
     kept: bool = False
 
     @property
@@ -146,9 +146,5 @@ def _rebuild(
                 live_version = None
             differences.append(compare_table(live, live_version, target, target.version(name), name))
             progress(f"rebuild: {name} {'equal' if differences[-1].equal else 'DIFFERS'}")
-    removed = not keep and into is None and target.is_local
-    if removed:
-        shutil.rmtree(root, ignore_errors=True)
-    return RebuildResult(
-        root, cut.watermark, events, time.monotonic() - began, tuple(differences), kept=not removed
-    )
+    kept = keep or into is not None or not remove_lake(target)
+    return RebuildResult(root, cut.watermark, events, time.monotonic() - began, tuple(differences), kept=kept)

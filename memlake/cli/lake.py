@@ -39,7 +39,7 @@ def register(commands: Any) -> None:
     rebuild.add_argument("--verify", action="store_true", help="compare every table with the live one")
     rebuild.add_argument(
         "--into",
-        help="where to build (default: a folder under the lake root, removed after under a local root)",
+        help="where to build (default: a folder under the lake root, deleted after from a folder or s3://)",
     )
     rebuild.add_argument("--keep", action="store_true", help="keep the rebuilt tables")
     rebuild.add_argument("beam_args", nargs=argparse.REMAINDER, help="Beam pipeline options after --")

@@ -73,6 +73,10 @@ def test_an_s3_lake_holds_and_reads_what_a_local_one_does(
 
     rebuilt = run_rebuild(remote, verify=True)
     assert rebuilt.root.startswith(f"{remote.lake.root}/_rebuild/")
-    assert rebuilt.kept  # under an object-store root the rebuild leaves its tables (and says where)
+    # Deleted from the bucket once compared, as from a local folder.
+    assert not rebuilt.kept
+    place = Lake(remote.lake.model_copy(update={"root": rebuilt.root}))
+    assert not any(place.exists(name) for name in TABLES)
+    assert_same_tables(here, there)  # and nothing of the live lake went with it
     assert len(rebuilt.differences) == len(TABLES)
     assert rebuilt.equal, rebuilt.differences
