@@ -44,7 +44,7 @@ def remove_lake(lake: Lake) -> bool:
     try:
         filesystem.delete_dir(f"{place.netloc}{place.path}")
     except OSError as e:
-        raise LakeError("*", f"could not delete {lake.root}: {e}") from e
+        raise LakeError(lake.root, f"could not delete what lies under it: {e}") from e
     return True
 
 

@@ -44,11 +44,15 @@ def _no_kafka_clients_outlive_the_test() -> Iterator[None]:
     consumer_pool.close_all()
 
 
+def _services_home() -> Path:
+    """Where the session's broker and object store keep their files and logs."""
+    return Path(os.environ.get("MEMLAKE_TEST_HOME", _REPO / ".memlake-test"))
+
+
 @pytest.fixture(scope="session")
 def broker_settings() -> BrokerSettings:
-    home = Path(os.environ.get("MEMLAKE_TEST_HOME", _REPO / ".memlake-test"))
     return BrokerSettings(
-        home=home / "kafka",
+        home=_services_home() / "kafka",
         port=TEST_BROKER_PORT,
         controller_port=TEST_BROKER_PORT + 1,
     )
@@ -68,8 +72,7 @@ def broker(broker_settings: BrokerSettings) -> Iterator[LocalBroker]:
 @pytest.fixture(scope="session")
 def object_store() -> Iterator[LocalObjectStore]:
     """A real S3 API (moto's server, installed by infra/ once) for the session."""
-    home = Path(os.environ.get("MEMLAKE_TEST_HOME", _REPO / ".memlake-test"))
-    store = LocalObjectStore(home / "object-store", port=TEST_OBJECT_STORE_PORT)
+    store = LocalObjectStore(_services_home() / "object-store", port=TEST_OBJECT_STORE_PORT)
     store.up()
     yield store
     store.down()
