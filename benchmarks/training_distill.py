@@ -19,12 +19,12 @@ import json
 import math
 import multiprocessing
 import queue
-import resource
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._own_peak import own_peak_kib
 from benchmarks._training_workload import facts, load_average
 
 # memories per run, epochs, LoRA on the last N layers (0: all), eval tokens, batch, learning rate.
@@ -93,7 +93,8 @@ def _distil(size: int, plan: dict[str, Any], out_dir: str, results: Any) -> None
             "train_s": round(trained.seconds, 1),
             "eval_s": round(eval_s, 1),
             "train_tokens_per_s": round(trained.tokens / trained.seconds, 1),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            # The spawned worker's own peak: its ru_maxrss would start at the runner's (see _own_peak).
+            "peak_rss_mib": round(own_peak_kib() / 1024, 1),
             "final_loss": round(trained.final_loss, 4),
             "recall_nll_base": round(before.recall_nll, 4),
             "recall_nll_adapter": round(after.recall_nll, 4),
