@@ -7,13 +7,17 @@ A child's `ru_maxrss` (its own `getrusage`, or what its parent's `wait4` reads) 
 the high-water mark of the address space that `exec` replaced, and `subprocess` starts
 children with vfork, so that address space is the parent's: a child started by a parent
 that once held 4 GiB reports at least 4 GiB, whatever it used itself. `VmHWM` belongs to the
-address space `exec` made, so it is the child's own.
+address space `exec` made, so it is the child's own. `run_measured` runs a module so, from
+a benchmark.
 """
 
 from __future__ import annotations
 
 import runpy
+import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -36,6 +40,34 @@ def own_peak_kib() -> int:
 def read_peak_gib(peak_file: Path) -> float:
     """What a run under this module wrote to `peak_file`, in GiB."""
     return int(peak_file.read_text()) / 1024 / 1024
+
+
+@dataclass(frozen=True)
+class MeasuredRun:
+    seconds: float
+    peak_gib: float  # the run's own
+    stdout: str
+
+
+def run_measured(module_args: list[str], *, env: dict[str, str], work: Path) -> MeasuredRun:
+    """`python -m MODULE ARGS...` to its end in its own process, under this module: its time,
+    own peak and output (stdout then stderr also written to WORK.log; the peak to WORK.peak).
+    RuntimeError, with the output's tail, when it fails."""
+    log, peak_file = work.with_suffix(".log"), work.with_suffix(".peak")
+    began = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks._own_peak", str(peak_file), *module_args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - began
+    log.write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr)[-4000:]
+        raise RuntimeError(f"{' '.join(module_args)} failed ({done.returncode}): {tail}")
+    return MeasuredRun(seconds, read_peak_gib(peak_file), done.stdout)
 
 
 def main(argv: list[str]) -> None:

@@ -25,8 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import subprocess
-import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -36,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from benchmarks._lake_bench import bench_settings, subprocess_env
-from benchmarks._own_peak import read_peak_gib
+from benchmarks._own_peak import run_measured
 from lake.rows import cube_row
 from lake.schemas import MEMORIES, USAGE, bucket_of
 from lake.snapshot import open_snapshot
@@ -262,22 +260,9 @@ def _consolidate(settings: Settings, out_dir: Path, name: str) -> tuple[float, s
     env = subprocess_env(settings)
     env["MEMLAKE_GOVERNANCE_KEY_STORE"] = str(out_dir / "keys")
     env["HF_HUB_OFFLINE"] = "1"
-    peak_file = out_dir / f"{name}.peak"
     consolidate = ["memlake", "consolidate", "--as-of", AS_OF.isoformat()]
-    began = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks._own_peak", str(peak_file), *consolidate],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    elapsed = time.perf_counter() - began
-    (out_dir / f"{name}.log").write_text(done.stdout + done.stderr)
-    if done.returncode != 0:
-        raise RuntimeError(f"consolidate failed ({done.returncode}): {done.stderr[-3000:]}")
-    summary = done.stdout.strip().splitlines()[-1]
-    return elapsed, summary, read_peak_gib(peak_file)
+    done = run_measured(consolidate, env=env, work=out_dir / name)
+    return done.seconds, done.stdout.strip().splitlines()[-1], done.peak_gib
 
 
 def _floor(settings: Settings) -> float:
