@@ -25,6 +25,7 @@ __all__ = [
     "VersionConflictError",
     "RollbackTargetError",
     "InfrastructureError",
+    "LocalServiceError",
     "BrokerError",
     "ObjectStoreError",
     "BrokerUnavailableError",
@@ -213,20 +214,21 @@ class InfrastructureError(MemlakeError):
     """A service memlake depends on (broker, object store, index) failed."""
 
 
-class BrokerError(InfrastructureError):
-    """The local broker could not be started or stopped; `log_file` says why."""
+class LocalServiceError(InfrastructureError):
+    """A service infra/ runs on this machine could not be installed, started or stopped;
+    `log_file`, when there is one, says why."""
 
     def __init__(self, message: str, *, log_file: str | None = None) -> None:
         self.log_file = log_file
         super().__init__(message + (f" (see {log_file})" if log_file else ""))
 
 
-class ObjectStoreError(InfrastructureError):
+class BrokerError(LocalServiceError):
+    """The local broker could not be started or stopped."""
+
+
+class ObjectStoreError(LocalServiceError):
     """The local S3-compatible store (for tests of `s3://` lakes) could not be installed or started."""
-
-    def __init__(self, message: str, *, log_file: str | None = None) -> None:
-        self.log_file = log_file
-        super().__init__(message + (f" (see {log_file})" if log_file else ""))
 
 
 class BrokerUnavailableError(InfrastructureError):
