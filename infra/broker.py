@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.installs import maven_copy
 from memlake.errors import BrokerError
 from memlake.settings import BrokerSettings
 
@@ -87,30 +88,11 @@ class LocalBroker:
 
     def ensure_jars(self) -> Path:
         """Fetch the broker's jars with Maven into the cache, once per version."""
-        marker = self.jars / ".complete"
-        if marker.exists():
-            return self.jars
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise BrokerError("Maven (mvn) is not on PATH; it fetches the Kafka jars from Maven Central")
-        self.jars.mkdir(parents=True, exist_ok=True)
         log = self._s.home / "maven.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("w") as out:
-            result = subprocess.run(
-                [
-                    mvn, "-q", "-B", "-f", str(_POM), "dependency:copy-dependencies",
-                    f"-Dkafka.version={self._s.kafka_version}",
-                    f"-DoutputDirectory={self.jars}", "-DincludeScope=runtime",
-                ],
-                stdout=out, stderr=subprocess.STDOUT, check=False,
-            )  # fmt: skip
-        if result.returncode != 0 or not any(self.jars.glob("kafka_2.13-*.jar")):
-            raise BrokerError(
-                f"Maven could not fetch org.apache.kafka:kafka_2.13:{self._s.kafka_version}",
-                log_file=str(log),
-            )
-        marker.touch()
+        fetched = maven_copy(_POM, self.jars, log=log, properties={"kafka.version": self._s.kafka_version})
+        if not fetched or not any(self.jars.glob("kafka_2.13-*.jar")):
+            wanted = f"org.apache.kafka:kafka_2.13:{self._s.kafka_version}"
+            raise BrokerError(f"Maven could not fetch {wanted}", log_file=str(log))
         return self.jars
 
     # --- lifecycle -------------------------------------------------------------

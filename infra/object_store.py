@@ -11,26 +11,19 @@ from __future__ import annotations
 
 __all__ = ["LocalObjectStore", "MOTO_VERSION"]
 
-import contextlib
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
 
+from infra.installs import cache, pip_target
 from memlake.errors import ObjectStoreError
 
 MOTO_VERSION = "5.2.5"
-
-
-def _cache() -> Path:
-    # Where infra/bootstrap.sh keeps the virtualenv: reused by every clone and CI run.
-    return Path(os.environ.get("MEMLAKE_CACHE", Path.home() / ".cache" / "memlake"))
 
 
 class LocalObjectStore:
@@ -52,32 +45,13 @@ class LocalObjectStore:
 
     @property
     def library(self) -> Path:
-        return _cache() / f"moto-{MOTO_VERSION}"
+        return cache() / f"moto-{MOTO_VERSION}"
 
     def ensure_installed(self) -> Path:
         """`moto[server]` in its own folder (not the virtualenv, whose key is the lock's hash)."""
-        marker = self.library / ".complete"
-        if marker.exists():
-            return self.library
-        self._home.mkdir(parents=True, exist_ok=True)
-        self.library.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="moto-", dir=self.library.parent))
-        with (self._home / "pip.log").open("w") as log:
-            result = subprocess.run(
-                [sys.executable, "-m", "pip", "install", "-q", "--target", str(staging),
-                 f"moto[server]=={MOTO_VERSION}"],
-                stdout=log, stderr=subprocess.STDOUT, check=False,
-            )  # fmt: skip
-        if result.returncode != 0:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise ObjectStoreError(
-                f"pip could not install moto[server]=={MOTO_VERSION}", log_file=str(self._home / "pip.log")
-            )
-        (staging / ".complete").touch()
-        # Another session may have finished first: its copy is as good as this one.
-        with contextlib.suppress(OSError):
-            staging.rename(self.library)
-        shutil.rmtree(staging, ignore_errors=True)
+        log = self._home / "pip.log"
+        if not pip_target([f"moto[server]=={MOTO_VERSION}"], self.library, log=log):
+            raise ObjectStoreError(f"pip could not install moto[server]=={MOTO_VERSION}", log_file=str(log))
         return self.library
 
     def up(self, *, timeout_s: float = 60.0) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "LocalServiceError",
     "BrokerError",
     "ObjectStoreError",
+    "SparkError",
     "BrokerUnavailableError",
     "TopicsNotReadyError",
     "WriteNotConfirmedError",
@@ -229,6 +230,10 @@ class BrokerError(LocalServiceError):
 
 class ObjectStoreError(LocalServiceError):
     """The local S3-compatible store (for tests of `s3://` lakes) could not be installed or started."""
+
+
+class SparkError(LocalServiceError):
+    """Local Spark (the reference Delta reader tests use) could not be installed, or its job failed."""
 
 
 class BrokerUnavailableError(InfrastructureError):

@@ -14,6 +14,7 @@ import pytest
 
 from infra.broker import LocalBroker
 from infra.object_store import LocalObjectStore
+from infra.spark import SparkRunner
 from memlake.settings import BrokerSettings, KafkaSettings, Settings
 from streams import consumer_pool
 from streams.admin import TopicSpec, ensure_topics
@@ -45,7 +46,7 @@ def _no_kafka_clients_outlive_the_test() -> Iterator[None]:
 
 
 def _services_home() -> Path:
-    """Where the session's broker and object store keep their files and logs."""
+    """Where the session's broker, object store and Spark keep their files and logs."""
     return Path(os.environ.get("MEMLAKE_TEST_HOME", _REPO / ".memlake-test"))
 
 
@@ -76,6 +77,14 @@ def object_store() -> Iterator[LocalObjectStore]:
     store.up()
     yield store
     store.down()
+
+
+@pytest.fixture(scope="session")
+def spark() -> SparkRunner:
+    """Local Spark with Delta's connector (installed by infra/ once): the reference Delta reader."""
+    runner = SparkRunner(_services_home() / "spark")
+    runner.ensure_installed()
+    return runner
 
 
 def own_topics(broker: LocalBroker, *, partitions: int = 6, create: bool = True) -> KafkaSettings:
