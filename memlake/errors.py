@@ -28,7 +28,7 @@ __all__ = [
     "LocalServiceError",
     "BrokerError",
     "ObjectStoreError",
-    "SparkError",
+    "DeltaReaderError",
     "BrokerUnavailableError",
     "TopicsNotReadyError",
     "WriteNotConfirmedError",
@@ -232,8 +232,8 @@ class ObjectStoreError(LocalServiceError):
     """The local S3-compatible store (for tests of `s3://` lakes) could not be installed or started."""
 
 
-class SparkError(LocalServiceError):
-    """Local Spark (the reference Delta reader tests use) could not be installed, or its job failed."""
+class DeltaReaderError(LocalServiceError):
+    """A Delta reader tests hold the lake to (Spark, Polars) could not be installed, or its script failed."""
 
 
 class BrokerUnavailableError(InfrastructureError):

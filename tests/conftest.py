@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from infra.broker import LocalBroker
+from infra.delta_readers import PolarsReader, SparkReader
 from infra.object_store import LocalObjectStore
-from infra.spark import SparkRunner
 from memlake.settings import BrokerSettings, KafkaSettings, Settings
 from streams import consumer_pool
 from streams.admin import TopicSpec, ensure_topics
@@ -46,7 +46,7 @@ def _no_kafka_clients_outlive_the_test() -> Iterator[None]:
 
 
 def _services_home() -> Path:
-    """Where the session's broker, object store and Spark keep their files and logs."""
+    """Where the session's broker, object store and Delta readers keep their files and logs."""
     return Path(os.environ.get("MEMLAKE_TEST_HOME", _REPO / ".memlake-test"))
 
 
@@ -80,11 +80,19 @@ def object_store() -> Iterator[LocalObjectStore]:
 
 
 @pytest.fixture(scope="session")
-def spark() -> SparkRunner:
+def spark() -> SparkReader:
     """Local Spark with Delta's connector (installed by infra/ once): the reference Delta reader."""
-    runner = SparkRunner(_services_home() / "spark")
-    runner.ensure_installed()
-    return runner
+    reader = SparkReader(_services_home() / "spark")
+    reader.ensure_installed()
+    return reader
+
+
+@pytest.fixture(scope="session")
+def polars() -> PolarsReader:
+    """Polars (installed by infra/ once), another Delta reader."""
+    reader = PolarsReader(_services_home() / "polars")
+    reader.ensure_installed()
+    return reader
 
 
 def own_topics(broker: LocalBroker, *, partitions: int = 6, create: bool = True) -> KafkaSettings:

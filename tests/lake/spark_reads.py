@@ -1,4 +1,4 @@
-"""Run by `infra.spark.SparkRunner`: read Delta tables with Spark, and write each read as Parquet.
+"""Run by `infra.delta_readers.SparkReader`: read Delta tables with Spark, and write each read as Parquet.
 
 Arguments: a JSON list of reads, each `{"name", "path", "options"}` (Spark's Delta
 read options: `versionAsOf`, `readChangeFeed`, ...), and the folder to write them
