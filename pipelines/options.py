@@ -4,11 +4,26 @@ The DirectRunner runs in-process by default; `--direct_num_workers=2
 --direct_running_mode=multi_processing` spreads it over processes, and
 `--runner=FlinkRunner --flink_master=...` (or Spark, Dataflow) runs the same
 graphs on a cluster. Options given on the command line come last and win.
+
+Under the DirectRunner, a job's graph runs on the FnApiRunner, which
+`new_pipeline` builds itself: left to choose, the DirectRunner (Beam 2.77)
+first tries its Prism runner, a Go binary it downloads from GitHub at run
+time. Where that is refused (here: no network but package registries) it falls
+back after a failed request and leaves temporary folders behind; where it
+succeeds, the job runs on another runner than the one memlake is tested on.
 """
 
 from __future__ import annotations
 
-__all__ = ["DIRECT_RUNNERS", "pipeline_options", "metric", "Spread"]
+__all__ = [
+    "DIRECT_RUNNERS",
+    "pipeline_options",
+    "is_direct",
+    "fn_api_runner",
+    "new_pipeline",
+    "metric",
+    "Spread",
+]
 
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +43,31 @@ def pipeline_options(settings: PipelineSettings, extra: Sequence[str] = ()) -> P
     return PipelineOptions(args)
 
 
+def is_direct(options: PipelineOptions) -> bool:
+    """Whether the graph runs on this machine, on the FnApiRunner."""
+    runner = options.view_as(StandardOptions).runner
+    return runner is None or str(runner) in DIRECT_RUNNERS
+
+
+def fn_api_runner(options: PipelineOptions) -> Any:
+    """The runner the DirectRunner picks for batch graphs when Prism is not had, with the
+    options for its workers (in-process, or `--direct_running_mode=multi_processing`)."""
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    info = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+    return fn_runner.FnApiRunner(provision_info=info)
+
+
+def new_pipeline(options: PipelineOptions) -> beam.Pipeline:
+    """A pipeline on the runner `options` name; under the DirectRunner, on the FnApiRunner."""
+    if is_direct(options):
+        return beam.Pipeline(runner=fn_api_runner(options), options=options)
+    return beam.Pipeline(options=options)
+
+
 def metric(result: Any, namespace: str, name: str) -> int:
     """A counter's committed value after a run (0 when it never counted)."""
     query = result.metrics().query(MetricsFilter().with_namespace(namespace).with_name(name))
@@ -35,10 +75,9 @@ def metric(result: Any, namespace: str, name: str) -> int:
 
 
 def _one_local_worker(options: PipelineOptions) -> bool:
-    runner = options.view_as(StandardOptions).runner
     direct = options.view_as(DirectOptions)
     return (
-        (runner is None or str(runner) in DIRECT_RUNNERS)
+        is_direct(options)
         and (direct.direct_num_workers or 1) == 1
         and direct.direct_running_mode == "in_memory"
     )

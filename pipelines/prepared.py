@@ -22,9 +22,9 @@ from collections.abc import Callable
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.options import DIRECT_RUNNERS
+from pipelines.options import fn_api_runner, is_direct
 
 
 class _Recording(beam.Pipeline):
@@ -39,17 +39,6 @@ class _Recording(beam.Pipeline):
         return proto
 
 
-def _fn_api_runner(options: PipelineOptions) -> Any:
-    """The runner the DirectRunner itself picks for batch graphs, with the options for its workers."""
-    from apache_beam.portability.api import beam_provision_api_pb2
-    from apache_beam.runners.portability.fn_api_runner import fn_runner
-    from apache_beam.runners.portability.portable_runner import JobServiceHandle
-
-    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-    info = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
-    return fn_runner.FnApiRunner(provision_info=info)
-
-
 class PreparedPipeline:
     """`build(pipeline)` adds the graph; `run()` runs it, translating it only the first time."""
 
@@ -61,8 +50,7 @@ class PreparedPipeline:
 
     @property
     def reusable(self) -> bool:
-        runner = self._options.view_as(StandardOptions).runner
-        return runner is None or str(runner) in DIRECT_RUNNERS
+        return is_direct(self._options)
 
     def run(self) -> Any:
         """Run the graph once and return the runner's result (its metrics); a failing step raises."""
@@ -71,7 +59,7 @@ class PreparedPipeline:
                 self._build(pipeline)
             return pipeline.result
         if self._proto is None:
-            runner = _fn_api_runner(self._options)
+            runner = fn_api_runner(self._options)
             recording = _Recording(runner=runner, options=self._options)
             self._build(recording)
             result = recording.run()

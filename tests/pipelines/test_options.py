@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import tempfile
+from pathlib import Path
+
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
 from memlake.settings import PipelineSettings
-from pipelines.options import Spread, pipeline_options
+from pipelines.options import Spread, new_pipeline, pipeline_options
 
 
 def _transform_names(options: PipelineOptions) -> list[str]:
@@ -40,3 +45,25 @@ def test_spread_passes_every_element_on() -> None:
     with beam.Pipeline(options=pipeline_options(PipelineSettings())) as pipeline:
         out = pipeline | beam.Create(["a", "b", "b"]) | Spread()
         assert_that(out, equal_to(["a", "b", "b"]))
+
+
+def test_a_direct_job_runs_on_the_fn_api_runner_and_never_tries_prism(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Left to choose, the DirectRunner first downloads Beam's Prism runner from GitHub;
+    # refused, it falls back and leaves temporary folders behind.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    caplog.set_level(logging.INFO)
+    with new_pipeline(pipeline_options(PipelineSettings())) as pipeline:
+        assert isinstance(pipeline.runner, FnApiRunner)
+        out = pipeline | beam.Create([1, 2]) | beam.Map(lambda x: x * 10)
+        assert_that(out, equal_to([10, 20]))
+    assert not [r for r in caplog.records if "prism" in r.getMessage().lower()]
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_cluster_runner_is_left_to_beam() -> None:
+    pipeline = new_pipeline(pipeline_options(PipelineSettings(), ["--runner=PortableRunner"]))
+    assert not isinstance(pipeline.runner, FnApiRunner)
