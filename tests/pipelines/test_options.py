@@ -42,7 +42,7 @@ def test_workers_to_spread_over_get_a_reshuffle(args: list[str]) -> None:
 
 
 def test_spread_passes_every_element_on() -> None:
-    with beam.Pipeline(options=pipeline_options(PipelineSettings())) as pipeline:
+    with new_pipeline(pipeline_options(PipelineSettings())) as pipeline:
         out = pipeline | beam.Create(["a", "b", "b"]) | Spread()
         assert_that(out, equal_to(["a", "b", "b"]))
 

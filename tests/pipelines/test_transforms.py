@@ -1,4 +1,4 @@
-"""The pure steps of the Beam graphs, run as pipelines with TestPipeline and assert_that."""
+"""The pure steps of the Beam graphs, run as pipelines (on the runner the jobs use) with assert_that."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ from datetime import UTC, datetime
 
 import apache_beam as beam
 import pytest
-from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from benchmarks._lake_workload import generate, invalid_records
 from lake.state import LoadedState
 from memlake.events import serialize_event
 from memlake.fold import CubeState
+from memlake.settings import PipelineSettings
 from pipelines.folding import LoggedEvent, fold_cube
 from pipelines.land import RawRecord, Triage
+from pipelines.options import new_pipeline, pipeline_options
 from tests.pipelines.helpers import pure_fold
 
 _AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -30,7 +31,7 @@ def test_triage_splits_valid_events_from_dead_letters() -> None:
     good = [(e.cube_id.encode(), serialize_event(e)) for e in events]
     bad = invalid_records(5)
     records = _records([*good[:20], *bad, *good[20:]])
-    with test_pipeline.TestPipeline() as p:
+    with new_pipeline(pipeline_options(PipelineSettings())) as p:
         out = (
             p
             | beam.Create([records[:30], records[30:]])
@@ -55,7 +56,7 @@ def test_keyed_fold_by_cube_matches_the_pure_fold() -> None:
         rows = fold_cube(LoadedState(CubeState()), list(item[1]), buckets=4)
         return [(r["cube_id"], r["memory_id"], r["memory_json"]) for r in rows.memories]
 
-    with test_pipeline.TestPipeline() as p:
+    with new_pipeline(pipeline_options(PipelineSettings())) as p:
         memories = (
             p
             | beam.Create(list(reversed(logged)))  # arrival order must not matter: log order does
