@@ -27,13 +27,15 @@ TEST_OBJECT_STORE_PORT = int(os.environ.get("MEMLAKE_TEST_OBJECT_STORE_PORT", "2
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reads a developer's MEMLAKE_* settings or reaches a model hub."""
+    """No test reads a developer's MEMLAKE_* settings, reaches a model hub, or asks a cloud's
+    instance metadata service for credentials (an S3 client given none does, at 169.254.169.254)."""
     for name in list(os.environ):
         if name.startswith("MEMLAKE_") and name not in {"MEMLAKE_TEST_BROKER_PORT"}:
             monkeypatch.delenv(name)
     monkeypatch.setenv("MEMLAKE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
 @pytest.fixture(autouse=True)
