@@ -102,7 +102,7 @@ def _files(dt: DeltaTable, prune: str | None) -> tuple[pa_fs.FileSystem, list[st
     return source.filesystem, [fragment.path for fragment in source.get_fragments()]
 
 
-def table_dataset(dt: DeltaTable, table: TableSpec, *, prune: str | None = None) -> ds.Dataset:
+def table_dataset(dt: DeltaTable, table: TableSpec, *, prune: str | None = None) -> ds.FileSystemDataset:
     """The loaded version of `dt` as a lazy Arrow dataset in the table's own schema.
 
     Nothing is read until it is scanned, so a consumer that streams (DuckDB, a batch

@@ -21,7 +21,7 @@ from lake.history import diff, memory_history
 from lake.maintenance import checkpoint, compact, restore, vacuum
 from lake.rows import event_row, to_table
 from lake.scan import scan
-from lake.schemas import DERIVED_TABLES, EVENTS, STATE_TABLES, spec
+from lake.schemas import DERIVED_TABLES, EVENTS, STATE_TABLES, TABLES, spec
 from lake.snapshot import changes, find_cut, open_snapshot, watermark_versions
 from lake.sql import query, write_result
 from lake.tables import Lake
@@ -300,6 +300,34 @@ def test_sql_over_the_lake_now_and_as_of_an_events_version(tmp_path: Path) -> No
     assert pq.read_table(tmp_path / "out.parquet").num_rows == result.num_rows
     assert (tmp_path / "out.csv").read_text().startswith('"cube_id","n"')
     assert pc.sum(result.column("n")).as_py() == len(lake_memories(lake))
+
+
+def test_sql_filters_every_table_on_its_strings_whoever_wrote_its_files(tmp_path: Path) -> None:
+    settings, lake, events = _half_materialized(tmp_path / "lake", cubes=3, seed=4)
+    _materialize_all(settings)
+    # The second batch MERGEd `usage`: delta-rs stored its files' strings as views.
+    stored = {
+        pq.read_schema(uri.removeprefix("file://")).field("cube_id").type
+        for uri in lake.table("usage").file_uris()
+    }
+    assert pa.string_view() in stored
+    cube_id = sorted(pure_fold(events))[0]
+    counts = {}
+    for name in TABLES:
+        data = scan(lake.table(name), lake.spec(name))
+        expected = pc.sum(pc.equal(data.column("cube_id"), cube_id)).as_py() or 0
+        found = query(lake, f"SELECT count(*) AS n FROM {name} WHERE cube_id = '{cube_id}'")
+        assert found.column("n")[0].as_py() == expected, name
+        counts[name] = expected
+    assert counts["usage"] > 0
+    assert counts["memories"] > 0
+    reads = query(
+        lake,
+        "SELECT u.memory_id, m.memory_type, u.access_count FROM usage u JOIN memories m USING (memory_id) "
+        f"WHERE u.cube_id = '{cube_id}' AND m.memory_type <> '' ORDER BY u.memory_id",
+    )
+    assert reads.num_rows == counts["usage"]
+    assert reads.schema.field("memory_id").type == pa.string()  # results come back plain
 
 
 class _CommitDuringRead(Lake):
