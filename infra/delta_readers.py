@@ -125,6 +125,10 @@ class SparkReader(ReaderProcess):
         """A local session that reads Delta; docs/lake.md gives the same for a cluster."""
         return {
             "spark.master": "local[2]",
+            # The driver talks to itself on loopback. Left to choose, where the host's name
+            # resolves to loopback Spark takes the first other interface's address instead.
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
             "spark.jars": ",".join(str(jar) for jar in sorted(self.jars.glob("*.jar"))),
             "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
             "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -140,7 +144,7 @@ class SparkReader(ReaderProcess):
         }
 
     def environment(self) -> dict[str, str]:
-        return {"MEMLAKE_SPARK_CONF": json.dumps(self.conf())}
+        return {"MEMLAKE_SPARK_CONF": json.dumps(self.conf()), "SPARK_LOCAL_IP": "127.0.0.1"}
 
 
 class PolarsReader(ReaderProcess):
