@@ -1,11 +1,14 @@
 """memlake's demo, step by step (`make demo` runs it through infra/demo.sh).
 
-Today it shows the event spine: a cube is created, a small conversation's
-memories stream through Kafka with the SDK, a product's bulk export goes in
-through `ingest` (one broken line lands in the dead-letter topic), the cube
-changes, and everything is read back from the log, readably, and folded into
-the cube's current state. Each step is one function, so that later
-capabilities (materialisation, search, training) add their own steps.
+The event spine first: a cube is created, a small conversation's memories
+stream through Kafka with the SDK, a product's bulk export goes in through
+`ingest` (one broken line lands in the dead-letter topic), the cube changes,
+and everything is read back from the log, readably, and folded into the
+cube's current state. Then the lake: `memlake materialize` lands the log in
+Delta and folds it into versioned tables; the cube is read as of an earlier
+version, a memory's history is shown, the whole cube is rolled back (an event,
+applied by the next materialize), and SQL runs over the tables. Each step is
+one function, so that later capabilities add their own steps.
 
 The sample data is the project's own: infra/demo/conversation.jsonl (a short
 dialogue, each turn annotated with the memories it yields) and
@@ -23,11 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lake.history import diff, memory_history
+from lake.sql import query
+from lake.tables import Lake
+from lake.time_travel import CubeView, as_of, current
 from memlake.events import Event, serialize_event
 from memlake.fold import project
 from memlake.ids import uuid7
 from memlake.model import Policy
 from memlake.settings import Settings
+from pipelines.follow import Progress, run_jobs
 from streams.dead_letters import read_dead_letters
 from streams.producer import Delivery
 from streams.sdk import MemlakeClient
@@ -52,6 +60,8 @@ class Demo:
     settings: Settings
     cube_id: str = field(default_factory=lambda: f"alice-{uuid7().hex[-8:]}")
     deliveries: list[Delivery] = field(default_factory=list)
+    # The cube's version before Alice's changes (step 4): time travel and rollback go back to it.
+    before_changes: int = 0
 
     @property
     def sealer(self) -> Sealer:
@@ -109,6 +119,7 @@ class Demo:
         step("4. Alice changes her mind; the assistant reads; a memory goes")
         with MemlakeClient(self.settings, actor="user:alice", product="demo-assistant") as client:
             memories = self.current_memories()
+            self.before_changes = self._log_version()
             budget = next(m for m, text in memories.items() if "budget" in text)
             early = next(m for m, text in memories.items() if "10am" in text)
             self.deliveries.append(
@@ -162,6 +173,84 @@ class Demo:
             if self.cube_id.encode() in (letter.original or b""):
                 show(format_dead_letter(letter))
 
+    def materialize(self) -> None:
+        step("8. The lake: `memlake materialize` lands the log in Delta and folds it into versioned tables")
+        self._materialize()
+        lake = Lake(self.settings.lake)
+        show(f"tables under {lake.root}:")
+        for table in ("events", "memories", "memory_versions", "cube_versions", "usage", "rejected"):
+            (count,) = query(lake, f"SELECT count(*) AS n FROM {table} WHERE cube_id = '{self.cube_id}'")["n"]
+            show(f"  {table:<16} {count.as_py():>3} rows of this cube")
+        self._show_view(current(lake, self.cube_id))
+
+    def time_travel(self) -> None:
+        step(f"9. Time travel: the cube as of version {self.before_changes}, and one memory's history")
+        lake = Lake(self.settings.lake)
+        self._show_view(as_of(lake, self.cube_id, version=self.before_changes))
+        budget = self._budget_memory(lake)
+        show("")
+        show(f"`memlake history {budget}`: every version, with the event that made it")
+        for version in memory_history(lake, budget, cube_id=self.cube_id):
+            memory = version.memory
+            made = f"{version.event_type:<16} cube v{memory.cube_version:<3}"
+            show(f"  v{version.version} {made} {self._text(memory)}")
+
+    def roll_back(self) -> None:
+        target = self.before_changes
+        step(f"10. Roll the whole cube back to version {target}: an event, applied by the next materialize")
+        with MemlakeClient(self.settings, actor="user:alice", product="demo-assistant") as client:
+            delivery = client.rollback_cube(self.cube_id, target, reason="undo the demo's changes")
+        show(f"cube.rolled_back written to partition {delivery.partition} at offset {delivery.offset}")
+        self._materialize()
+        lake = Lake(self.settings.lake)
+        now = current(lake, self.cube_id)
+        self._show_view(now)
+        changes = diff(lake, self.cube_id, target, now.version)
+        same = not (changes.added or changes.removed or changes.changed)
+        verdict = "the same as then" if same else "not the same as then"
+        show(f"`memlake diff {self.cube_id} {target} {now.version}`: the memories are {verdict}")
+        budget = self._budget_memory(lake)
+        last = memory_history(lake, budget, cube_id=self.cube_id)[-1]
+        made = f"v{last.version} by {last.event_type}"
+        show(f"the budget memory's newest version: {made}: {self._text(last.memory)}")
+
+    def sql(self) -> None:
+        statement = (
+            "SELECT memory_type, count(*) AS memories, sum(access_count) AS reads FROM memories "
+            f"WHERE cube_id = '{self.cube_id}' AND status <> 'deleted' "
+            "GROUP BY memory_type ORDER BY memory_type"
+        )
+        step("11. SQL over the lake (DuckDB over the Delta tables): `memlake sql`")
+        show(statement)
+        result = query(Lake(self.settings.lake), statement)
+        for row in result.to_pylist():
+            show(f"  {row['memory_type']:<12} {row['memories']:>2} memories, read {row['reads']}x")
+
+    def _materialize(self) -> None:
+        def report(progress: Progress) -> None:
+            show(progress.line())
+
+        run_jobs(self.settings, report=report)
+
+    def _show_view(self, view: CubeView) -> None:
+        show(f"cube {self.cube_id} at version {view.version}: {len(view.visible())} memories")
+        for memory in sorted(view.visible().values(), key=lambda m: m.header.created_at):
+            show(f"  v{memory.version} {memory.header.memory_type:<10} {self._text(memory)}")
+
+    def _text(self, memory: Any) -> str:
+        return self.sealer.open(memory.content) if memory.content is not None else "<no content>"
+
+    def _budget_memory(self, lake: Lake) -> str:
+        view = current(lake, self.cube_id)
+        return next(k for k, m in view.memories.items() if "budget" in self._text(m))
+
+    def _log_version(self) -> int:
+        """The cube's version in the log now: its events so far."""
+        with LogTail(
+            self.settings.kafka, from_beginning=True, cube_id=self.cube_id, idle_timeout_s=2
+        ) as tail:
+            return project([t.event for t in tail if t.event is not None]).version
+
     def current_memories(self) -> dict[str, str]:
         """Memory id -> text of the live memories, read back from the log (no lake yet)."""
         events: list[Event] = []
@@ -189,9 +278,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     events = demo.read_back()
     demo.fold(events)
     demo.dead_letters()
+    demo.materialize()
+    demo.time_travel()
+    demo.roll_back()
+    demo.sql()
     step("Done")
     show("Look around: `make demo-shell` opens a shell on the demo's broker and state, where")
-    show("`memlake tail --from-beginning --open`, `memlake dlq` and `memlake status` show the log.")
+    show("`memlake tail --from-beginning --open`, `memlake dlq` and `memlake status` show the log,")
+    show(
+        f"and `memlake show {demo.cube_id} --as-of 3`, `memlake history ...` and `memlake sql ...` the lake."
+    )
     show("`make demo-down` stops the demo's broker.")
     return 0
 

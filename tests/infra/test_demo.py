@@ -1,7 +1,9 @@
-"""The demo's Python steps run against the test broker (make demo adds only `memlake up`)."""
+"""The demo's Python steps run against the test broker and a lake of the test (make demo adds only
+`memlake up`)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -32,4 +34,29 @@ def test_the_demo_runs_and_shows_the_cube_back(
     assert "at version 15" in folded
     assert "v2 preference Alice's hotel budget is now about 200 euros per night.  read 1x" in folded
     assert "[deleted]" in folded
-    assert "ingest " in out[out.index("== 7.") :]
+    assert "ingest " in out[out.index("== 7.") : out.index("== 8.")]
+
+    # The lake: materialized, read back in time, rolled back, queried; each step shows these.
+    shown = {
+        "8.": [
+            "materialized 15 (applied 15, rejected 0, duplicates 0)",
+            "memories          11 rows of this cube",
+            "at version 15: 10 memories",
+        ],
+        "9.": [
+            "at version 12: 11 memories",
+            "v1 preference Alice's hotel budget is about 150 euros per night.",
+            "v2 memory.updated   cube v13  Alice's hotel budget is now about 200 euros per night.",
+        ],
+        "10.": [
+            "at version 16: 11 memories",
+            "the memories are the same as then",
+            "newest version: v3 by cube.rolled_back: Alice's hotel budget is about 150 euros",
+        ],
+        "11.": ["preference    6 memories, read 2x"],
+    }
+    steps = re.split(r"\n== ", out)
+    for number, lines in shown.items():
+        (text,) = [step for step in steps if step.startswith(number)]
+        for line in lines:
+            assert line in text, (number, line)
