@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from lake.scan import table_dataset
+from lake.scan import for_duckdb, table_dataset
 from lake.tables import Lake
 from memlake.errors import LakeError
 
@@ -51,7 +51,7 @@ def _source(lake: Lake, name: str, version: int | None) -> ds.Dataset | pa.Table
     spec = lake.spec(name)
     if version is None:
         return spec.schema.empty_table()
-    return table_dataset(lake.table(name, version=version), spec)
+    return for_duckdb(table_dataset(lake.table(name, version=version), spec))
 
 
 def _quoted(column: str) -> str:

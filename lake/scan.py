@@ -10,7 +10,7 @@ row groups by the Parquet footers, and rows are filtered exactly by `filter`.
 
 from __future__ import annotations
 
-__all__ = ["scan", "sql_in", "sql_literal", "table_dataset", "without_views"]
+__all__ = ["scan", "sql_in", "sql_literal", "table_dataset", "for_duckdb", "without_views"]
 
 import re
 import urllib.parse
@@ -100,6 +100,28 @@ def _files(dt: DeltaTable, prune: str | None) -> tuple[pa_fs.FileSystem, list[st
         return pa_fs.LocalFileSystem(), [p.removeprefix("file://") for p in paths]
     source = dt.to_pyarrow_dataset(file_pruning_predicate=prune) if prune else dt.to_pyarrow_dataset()
     return source.filesystem, [fragment.path for fragment in source.get_fragments()]
+
+
+def _viewed(kind: pa.DataType) -> pa.DataType:
+    if kind == pa.string():
+        return pa.string_view()
+    if pa.types.is_list(kind):
+        return pa.list_(_viewed(kind.value_type))
+    return kind
+
+
+def for_duckdb(dataset: ds.FileSystemDataset) -> ds.FileSystemDataset:
+    """The dataset with its strings typed as views, for DuckDB to scan with filters.
+
+    A table's files differ: those delta-rs writes through a MERGE store `string_view`
+    as their columns' Arrow type, the others `string`. DuckDB hands a query's WHERE to
+    pyarrow's scan, which checks it against each file's statistics; under the table's
+    plain-string schema it found no kernel for string against string_view, and the query
+    failed (`memlake sql "... FROM usage WHERE cube_id = ..."`, or `rebuild --verify`
+    reading a differing row back). Under view types both kinds of files read.
+    """
+    schema = pa.schema([f.with_type(_viewed(f.type)) for f in dataset.schema])
+    return ds.FileSystemDataset(list(dataset.get_fragments()), schema, dataset.format, dataset.filesystem)
 
 
 def table_dataset(dt: DeltaTable, table: TableSpec, *, prune: str | None = None) -> ds.FileSystemDataset:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from lake.scan import table_dataset, without_views
+from lake.scan import for_duckdb, table_dataset, without_views
 from lake.schemas import DERIVED_TABLES, TABLES
 from lake.snapshot import find_cut
 from lake.tables import Lake, delta_errors
@@ -30,47 +30,26 @@ def _named(sql: str) -> list[str]:
     return [name for name in TABLES if re.search(rf"\b{name}\b", sql, flags=re.IGNORECASE)]
 
 
-def _viewed(kind: pa.DataType) -> pa.DataType:
-    if kind == pa.string():
-        return pa.string_view()
-    if pa.types.is_list(kind):
-        return pa.list_(_viewed(kind.value_type))
-    return kind
-
-
-def _for_duckdb(dataset: ds.FileSystemDataset) -> ds.FileSystemDataset:
-    """The dataset with its strings typed as views, so that DuckDB's filters push down.
-
-    A table's files differ: those delta-rs writes through a MERGE store `string_view`
-    as their columns' Arrow type, the others `string`. DuckDB hands a query's WHERE to
-    pyarrow's scan, which checks it against each file's statistics; under the table's
-    plain-string schema it found no kernel for string against string_view, and the query
-    failed (`SELECT ... FROM usage WHERE cube_id = ...`). Under view types both read.
-    """
-    schema = pa.schema([f.with_type(_viewed(f.type)) for f in dataset.schema])
-    return ds.FileSystemDataset(list(dataset.get_fragments()), schema, dataset.format, dataset.filesystem)
-
-
 def _source(lake: Lake, name: str, as_of: int | datetime | None) -> ds.Dataset | pa.Table:
     """The table's version a query reads, as a lazy dataset: DuckDB reads only the columns
     and row groups the query needs, instead of the whole table up front."""
     table = lake.spec(name)
     if as_of is None:
-        return _for_duckdb(table_dataset(lake.table(name), table))
+        return for_duckdb(table_dataset(lake.table(name), table))
     if isinstance(as_of, datetime):
         try:
-            return _for_duckdb(table_dataset(lake.table(name, version=as_of), table))
+            return for_duckdb(table_dataset(lake.table(name, version=as_of), table))
         except LakeError as e:
             raise TimeTravelError(
                 name, f"no version at {as_of.isoformat()}: {e.problem}", requested=as_of
             ) from e
     if name == "events":
-        return _for_duckdb(table_dataset(lake.table(name, version=as_of), table))
+        return for_duckdb(table_dataset(lake.table(name, version=as_of), table))
     cut = find_cut(lake, DERIVED_TABLES, at_most=as_of)
     version = cut.versions[name]
     if version is None:
         return table.schema.empty_table()
-    return _for_duckdb(table_dataset(lake.table(name, version=version), table))
+    return for_duckdb(table_dataset(lake.table(name, version=version), table))
 
 
 def query(lake: Lake, sql: str, *, as_of: int | datetime | None = None) -> pa.Table:

@@ -17,6 +17,7 @@ import pytest
 
 import lake.writer as writer_module
 from benchmarks._lake_workload import generate
+from lake.compare import compare_table
 from lake.history import diff, memory_history
 from lake.maintenance import checkpoint, compact, restore, vacuum
 from lake.rows import event_row, to_table
@@ -328,6 +329,19 @@ def test_sql_filters_every_table_on_its_strings_whoever_wrote_its_files(tmp_path
     )
     assert reads.num_rows == counts["usage"]
     assert reads.schema.field("memory_id").type == pa.string()  # results come back plain
+
+
+def test_verify_names_the_column_that_differs_in_a_merge_written_table(tmp_path: Path) -> None:
+    settings, lake, events = _half_materialized(tmp_path / "live", cubes=3, seed=6)
+    _materialize_all(settings)
+    twin_settings, twin, _ = _half_materialized(tmp_path / "twin", cubes=3, seed=6)
+    _materialize_all(twin_settings)
+    assert compare_table(lake, lake.version("cubes"), twin, twin.version("cubes"), "cubes").equal
+    cube_id = sorted(pure_fold(events))[0]
+    twin.table("cubes").update(updates={"name": "'renamed'"}, predicate=f"cube_id = '{cube_id}'")
+    difference = compare_table(lake, lake.version("cubes"), twin, twin.version("cubes"), "cubes")
+    assert (difference.only_left, difference.only_right, difference.changed) == (0, 0, 1)
+    assert difference.samples == (f"('{cube_id}',): name differ",)
 
 
 class _CommitDuringRead(Lake):
