@@ -50,8 +50,8 @@ def is_direct(options: PipelineOptions) -> bool:
 
 
 def fn_api_runner(options: PipelineOptions) -> Any:
-    """The runner the DirectRunner picks for batch graphs when Prism is not had, with the
-    options for its workers (in-process, or `--direct_running_mode=multi_processing`)."""
+    """The runner the DirectRunner falls back to for batch graphs when Prism is not there,
+    with the options for its workers (in-process, or `--direct_running_mode=multi_processing`)."""
     from apache_beam.portability.api import beam_provision_api_pb2
     from apache_beam.runners.portability.fn_api_runner import fn_runner
     from apache_beam.runners.portability.portable_runner import JobServiceHandle
