@@ -31,7 +31,7 @@ from lake.sql import query
 from lake.tables import Lake
 from lake.time_travel import CubeView, as_of, current
 from memlake.events import Event, serialize_event
-from memlake.fold import project
+from memlake.fold import CubeState, project
 from memlake.ids import uuid7
 from memlake.model import Policy
 from memlake.settings import Settings
@@ -118,8 +118,9 @@ class Demo:
     def change_things(self) -> None:
         step("4. Alice changes her mind; the assistant reads; a memory goes")
         with MemlakeClient(self.settings, actor="user:alice", product="demo-assistant") as client:
-            memories = self.current_memories()
-            self.before_changes = self._log_version()
+            state = self._log_state()
+            self.before_changes = state.version
+            memories = self._live_texts(state)
             budget = next(m for m, text in memories.items() if "budget" in text)
             early = next(m for m, text in memories.items() if "10am" in text)
             self.deliveries.append(
@@ -186,8 +187,9 @@ class Demo:
     def time_travel(self) -> None:
         step(f"9. Time travel: the cube as of version {self.before_changes}, and one memory's history")
         lake = Lake(self.settings.lake)
-        self._show_view(as_of(lake, self.cube_id, version=self.before_changes))
-        budget = self._budget_memory(lake)
+        then = as_of(lake, self.cube_id, version=self.before_changes)
+        self._show_view(then)
+        budget = self._budget_memory(then)
         show("")
         show(f"`memlake history {budget}`: every version, with the event that made it")
         for version in memory_history(lake, budget, cube_id=self.cube_id):
@@ -209,7 +211,7 @@ class Demo:
         same = not (changes.added or changes.removed or changes.changed)
         verdict = "the same as then" if same else "not the same as then"
         show(f"`memlake diff {self.cube_id} {target} {now.version}`: the memories are {verdict}")
-        budget = self._budget_memory(lake)
+        budget = self._budget_memory(now)
         last = memory_history(lake, budget, cube_id=self.cube_id)[-1]
         made = f"v{last.version} by {last.event_type}"
         show(f"the budget memory's newest version: {made}: {self._text(last.memory)}")
@@ -240,30 +242,23 @@ class Demo:
     def _text(self, memory: Any) -> str:
         return self.sealer.open(memory.content) if memory.content is not None else "<no content>"
 
-    def _budget_memory(self, lake: Lake) -> str:
-        view = current(lake, self.cube_id)
+    def _budget_memory(self, view: CubeView) -> str:
         return next(k for k, m in view.memories.items() if "budget" in self._text(m))
 
-    def _log_version(self) -> int:
-        """The cube's version in the log now: its events so far."""
+    def _log_state(self) -> CubeState:
+        """The cube folded from its events in the log (no lake yet)."""
         with LogTail(
             self.settings.kafka, from_beginning=True, cube_id=self.cube_id, idle_timeout_s=2
         ) as tail:
-            return project([t.event for t in tail if t.event is not None]).version
+            return project([t.event for t in tail if t.event is not None])
 
-    def current_memories(self) -> dict[str, str]:
-        """Memory id -> text of the live memories, read back from the log (no lake yet)."""
-        events: list[Event] = []
-        with LogTail(
-            self.settings.kafka, from_beginning=True, cube_id=self.cube_id, idle_timeout_s=2
-        ) as tail:
-            events = [t.event for t in tail if t.event is not None]
-        state = project(events)
-        out: dict[str, Any] = {}
-        for memory in state.live_memories():
-            if memory.content is not None:
-                out[memory.memory_id] = self.sealer.open(memory.content)
-        return out
+    def _live_texts(self, state: CubeState) -> dict[str, str]:
+        """Memory id -> text of the live memories."""
+        return {
+            memory.memory_id: self.sealer.open(memory.content)
+            for memory in state.live_memories()
+            if memory.content is not None
+        }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+from deltalake import DeltaTable
 
 from lake.scan import for_duckdb, table_dataset, without_views
 from lake.schemas import DERIVED_TABLES, TABLES
@@ -30,26 +31,29 @@ def _named(sql: str) -> list[str]:
     return [name for name in TABLES if re.search(rf"\b{name}\b", sql, flags=re.IGNORECASE)]
 
 
-def _source(lake: Lake, name: str, as_of: int | datetime | None) -> ds.Dataset | pa.Table:
-    """The table's version a query reads, as a lazy dataset: DuckDB reads only the columns
-    and row groups the query needs, instead of the whole table up front."""
-    table = lake.spec(name)
+def _version(lake: Lake, name: str, as_of: int | datetime | None) -> DeltaTable | None:
+    """The table's version a query reads (None: the table had no version then)."""
     if as_of is None:
-        return for_duckdb(table_dataset(lake.table(name), table))
+        return lake.table(name)
     if isinstance(as_of, datetime):
         try:
-            return for_duckdb(table_dataset(lake.table(name, version=as_of), table))
+            return lake.table(name, version=as_of)
         except LakeError as e:
             raise TimeTravelError(
                 name, f"no version at {as_of.isoformat()}: {e.problem}", requested=as_of
             ) from e
     if name == "events":
-        return for_duckdb(table_dataset(lake.table(name, version=as_of), table))
-    cut = find_cut(lake, DERIVED_TABLES, at_most=as_of)
-    version = cut.versions[name]
-    if version is None:
-        return table.schema.empty_table()
-    return for_duckdb(table_dataset(lake.table(name, version=version), table))
+        return lake.table(name, version=as_of)
+    version = find_cut(lake, DERIVED_TABLES, at_most=as_of).versions[name]
+    return None if version is None else lake.table(name, version=version)
+
+
+def _source(lake: Lake, name: str, as_of: int | datetime | None) -> ds.Dataset | pa.Table:
+    """The table's version a query reads, as a lazy dataset: DuckDB reads only the columns
+    and row groups the query needs, instead of the whole table up front."""
+    table = lake.spec(name)
+    dt = _version(lake, name, as_of)
+    return table.schema.empty_table() if dt is None else for_duckdb(table_dataset(dt, table))
 
 
 def query(lake: Lake, sql: str, *, as_of: int | datetime | None = None) -> pa.Table:

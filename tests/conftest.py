@@ -25,6 +25,14 @@ TEST_BROKER_PORT = int(os.environ.get("MEMLAKE_TEST_BROKER_PORT", "29092"))
 TEST_OBJECT_STORE_PORT = int(os.environ.get("MEMLAKE_TEST_OBJECT_STORE_PORT", "29096"))
 
 
+# Set for every test; a job in production runs without them.
+TEST_ONLY_ENVIRONMENT = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads a developer's MEMLAKE_* settings, reaches a model hub, or asks a cloud's
@@ -33,9 +41,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
         if name.startswith("MEMLAKE_") and name not in {"MEMLAKE_TEST_BROKER_PORT"}:
             monkeypatch.delenv(name)
     monkeypatch.setenv("MEMLAKE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name, value in TEST_ONLY_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture(autouse=True)

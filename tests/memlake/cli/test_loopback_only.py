@@ -24,6 +24,7 @@ import pytest
 
 from benchmarks._lake_workload import generate
 from memlake.settings import KafkaSettings
+from tests.conftest import TEST_ONLY_ENVIRONMENT
 from tests.pipelines.helpers import produce
 
 pytestmark = pytest.mark.integration
@@ -31,8 +32,6 @@ pytestmark = pytest.mark.integration
 _REPO = Path(__file__).resolve().parents[3]
 _INET = re.compile(r'inet_addr\("([^"]+)"\)')
 _INET6 = re.compile(r'inet_pton\(AF_INET6, "([^"]+)"')
-# Set for the test process by tests/conftest.py; a job in production runs without them.
-_TEST_ONLY = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "AWS_EC2_METADATA_DISABLED")
 
 
 def _loopback(line: str) -> bool:
@@ -62,7 +61,7 @@ def _traced(args: list[str], env: dict[str, str], trace: Path) -> None:
 
 def test_materialize_rebuild_and_sql_connect_only_to_loopback(kafka: KafkaSettings, tmp_path: Path) -> None:
     produce(kafka, generate(300, cubes=3, seed=41))
-    env = {name: value for name, value in os.environ.items() if name not in _TEST_ONLY}
+    env = {name: value for name, value in os.environ.items() if name not in TEST_ONLY_ENVIRONMENT}
     env |= {
         "PYTHONPATH": str(_REPO),
         "MEMLAKE_KAFKA_BOOTSTRAP": kafka.bootstrap,
