@@ -357,6 +357,11 @@ class TrainingSettings(_Section):
         description="Artifact location of the MLflow experiment; default: <artifacts_root>/mlflow.",
     )
     experiment_name: str = Field("memlake-distill", description="MLflow experiment of the nightly runs.")
+    mlflow_telemetry: bool = Field(
+        False,
+        description="Let MLflow send its usage telemetry to its makers (MLflow's own default is on; "
+        "memlake turns it off with MLFLOW_DISABLE_TELEMETRY unless this is true).",
+    )
     registered_model_prefix: str = Field(
         "memlake-adapter-", description="Registered model of a cube: this prefix + the cube id (sanitised)."
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 __all__ = ["ChampionRef", "MlflowTracker", "registered_model_name", "TAINTED_TAG"]
 
+import os
 import re
 import zlib
 from collections.abc import Mapping
@@ -70,6 +71,10 @@ class MlflowTracker:
 
     def client(self) -> Any:
         if self._client is None:
+            if not self._settings.mlflow_telemetry:
+                # Before MLflow's first import: importing it starts its telemetry client, which
+                # fetches its configuration from the internet. Each event checks it again.
+                os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
             from mlflow import MlflowClient
 
             uri = self._settings.mlflow_tracking_uri
