@@ -2,7 +2,10 @@
 
 `CubeState` is a frozen value: the cube, its current memories, every
 version of every memory (the history a rollback reads) and the ids of the
-events already applied (so a duplicate changes nothing). Handlers are
+events already applied (so a duplicate changes nothing). A state loaded
+for a batch may hold less (lake/state.py): only what that batch's events
+read, which for a rollback to `N` is, of each memory changed since, its
+version current at `N`. Handlers are
 registered per event class and work on a private mutable draft; `apply`
 and `fold` wrap them so that callers only ever see frozen states. `fold`
 thaws once for a whole sequence, which keeps long replays linear.
