@@ -13,8 +13,15 @@ from memlake.settings import TrainingSettings
 from training.tracking import MlflowTracker
 
 _REPO = Path(__file__).resolve().parents[2]
-# MLflow keeps its telemetry off by itself where one of these is set (CI, pytest).
-_CI_MARKERS = ("PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "JENKINS_URL", "GITLAB_CI", "TF_BUILD")
+# MLflow 3.17 keeps its telemetry off by itself where one of these is set (CI, pytest):
+# `mlflow.telemetry.utils._is_ci_env_or_testing`.
+_CI_MARKERS = frozenset(
+    {
+        "PYTEST_CURRENT_TEST", "GITHUB_ACTIONS", "CI", "CIRCLECI", "GITLAB_CI", "JENKINS_URL", "TRAVIS",
+        "TF_BUILD", "BITBUCKET_BUILD_NUMBER", "CODEBUILD_BUILD_ARN", "BUILDKITE", "TEAMCITY_VERSION",
+        "CLOUD_RUN_EXECUTION", "RUNBOT_HOST_URL", "RUNBOT_BUILD_NAME", "RUNBOT_WORKER_ID",
+    }
+)  # fmt: skip
 
 _PROBE = """
 import sys
