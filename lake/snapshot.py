@@ -24,7 +24,7 @@ import pyarrow.dataset as ds
 
 from lake.scan import scan, sql_in, without_views
 from lake.schemas import STATE_TABLES, bucket_of
-from lake.tables import PART_KEY, WATERMARK_KEY, Lake, delta_errors
+from lake.tables import PART_KEY, REWRITES_KEY, WATERMARK_KEY, Lake, delta_errors
 from memlake.errors import LakeError
 
 if TYPE_CHECKING:
@@ -48,13 +48,19 @@ def watermark_versions(lake: Lake, name: str) -> dict[int, int]:
 
     Commits without memlake's metadata (optimize, vacuum) keep the previous
     version's watermark; the table's creation is watermark -1. A part of a batch's
-    upsert (`PART_KEY`) reflects no watermark whole, and stands for none.
+    upsert (`PART_KEY`) reflects no watermark whole, and stands for none. Nor does
+    an erasure's rewrite for the next batch (`REWRITES_KEY`), or any commit after it
+    until that batch's own: those versions hold part of it, and a batch folded onto
+    them after a crash found past versions shredded before its own erasure had run.
     """
     out: dict[int, int] = {}
     current = -1
+    rewritten = False
     for entry in reversed(lake.commit_log(name)):
-        current = int(entry.get(WATERMARK_KEY, current))
-        if PART_KEY not in entry:
+        if WATERMARK_KEY in entry:
+            current, rewritten = int(entry[WATERMARK_KEY]), False
+        rewritten = rewritten or REWRITES_KEY in entry
+        if PART_KEY not in entry and not rewritten:
             out[current] = int(entry["version"])
     return out
 
@@ -65,7 +71,11 @@ def find_cut(lake: Lake, tables: Iterable[str] = STATE_TABLES, *, at_most: int |
     heads = {name: lake.head(name) for name in names}
     marks = {name: mark for name, (_, mark) in heads.items()}
     low = min(marks.values()) if at_most is None else min(at_most, *marks.values())
-    if all(mark == low for mark in marks.values()):
+    # A head that did not move its watermark (a rewrite for the next batch, maintenance)
+    # may hold part of a batch: only the commit log says which of its versions to read.
+    if all(mark == low for mark in marks.values()) and all(
+        low < 0 or WATERMARK_KEY in lake.commit_log(name, limit=1)[0] for name in names
+    ):
         # Each version read with its watermark: a commit landing meanwhile cannot pair a
         # newer version with an older watermark.
         return Cut(low, {name: (heads[name][0] if low >= 0 else None) for name in names})

@@ -29,7 +29,17 @@ from lake.tables import Lake
 from lake.time_travel import as_of
 from lake.writer import TableWriter
 from memlake.errors import LakeError, TimeTravelError
-from memlake.events import Event, SubjectErased, serialize_event
+from memlake.events import (
+    CubeCreated,
+    CubeRolledBack,
+    Event,
+    MemoryAdded,
+    MemoryUpdated,
+    SubjectErased,
+    new_event,
+    serialize_event,
+)
+from memlake.model import Actor, ActorKind
 from memlake.settings import LakeSettings, Settings
 from pipelines.materialize import run_materialize
 from pipelines.rebuild import run_rebuild
@@ -192,6 +202,62 @@ def test_a_crash_between_an_erasures_rewrite_and_its_batch_is_repaired_by_the_ne
     assert lake.watermark("memory_versions") == 1
     _materialize_all(crashed)
     assert_same_tables(Lake(steady.lake), lake, DERIVED_TABLES)
+
+
+def test_a_rerun_after_an_erasures_rewrite_folds_onto_the_versions_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rewrite is the next batch's: a cut at the previous watermark must not read it. Here
+    the batch rolls the memory back before it erases the subject, so a rerun folded onto the
+    shredded versions restored an erased memory and refused the update that follows."""
+    owner = Actor(kind=ActorKind.USER, id="owner")
+    clock = iter(datetime(2026, 3, 1, 0, 0, second, tzinfo=UTC) for second in range(60))
+
+    def event(cls: Any, payload: dict[str, Any], memory_id: str | None = None) -> Event:
+        return new_event(
+            cls, cube_id="cube-e", actor=owner, payload=payload, memory_id=memory_id, occurred_at=next(clock)
+        )
+
+    first = [
+        event(CubeCreated, {"name": "notes", "subject_id": "subject-e"}),
+        event(MemoryAdded, {"content": {"text": "likes tea"}}, "m1"),
+    ]
+    second = [
+        event(MemoryUpdated, {"content": {"text": "likes coffee"}}, "m1"),
+        event(CubeRolledBack, {"to_version": 2}),
+        event(MemoryUpdated, {"priority": 0.9}, "m1"),
+        event(SubjectErased, {"subject_id": "subject-e"}),
+    ]
+    steady = _settings(tmp_path / "steady")
+    crashed = _settings(tmp_path / "crashed")
+    for settings in (steady, crashed):
+        _land(Lake(settings.lake), first, first_offset=0)
+        _materialize_all(settings)
+        _land(Lake(settings.lake), second, first_offset=len(first))
+    _materialize_all(steady)
+    assert pure_fold(first + second)["cube-e"].rejected == ()
+    lake = Lake(crashed.lake)
+    before = lake.version("memory_versions")
+
+    real = writer_module._write_rows
+
+    def die_after_the_rewrite(dt: Any, table: Any, rows: pa.Table, **kwargs: Any) -> None:
+        if table.name == "memory_versions":
+            raise OSError("killed between the rewrite and the append")
+        real(dt, table, rows, **kwargs)
+
+    monkeypatch.setattr(writer_module, "_write_rows", die_after_the_rewrite)
+    with pytest.raises(Exception, match="killed between the rewrite and the append"):
+        run_materialize(crashed)
+    monkeypatch.setattr(writer_module, "_write_rows", real)
+    assert lake.commit_log("memory_versions", limit=1)[0]["memlake.rewrites_for"] == "2"
+    cut = find_cut(lake)
+    assert cut.watermark == 1
+    assert cut.versions["memory_versions"] == before  # not the rewrite after it
+    assert watermark_versions(lake, "memory_versions")[1] == before
+    _materialize_all(crashed)
+    assert_same_tables(Lake(steady.lake), lake, DERIVED_TABLES)
+    assert lake_memories(lake) == expected_memories(pure_fold(first + second))
 
 
 def test_restore_rewinds_the_watermark_and_refuses_the_events_table(tmp_path: Path) -> None:
@@ -430,7 +496,9 @@ def test_replacing_rows_rewrites_only_those_memories_in_a_commit_without_a_water
     assert rewrite["operation"] == "WRITE"
     assert "memlake.watermark" not in rewrite
     assert append["memlake.watermark"] == 2
-    assert watermark_versions(lake, "memory_versions")[1] == rewrite["version"]
+    # The rewrite is part of the batch at watermark 2: watermark 1 is the version before it.
+    marks = watermark_versions(lake, "memory_versions")
+    assert marks == {-1: 0, 1: rewrite["version"] - 1, 2: append["version"]}
 
 
 @pytest.mark.parametrize(
