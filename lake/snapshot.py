@@ -69,16 +69,14 @@ def find_cut(lake: Lake, tables: Iterable[str] = STATE_TABLES, *, at_most: int |
     """The newest consistent cut of `tables` at or below `at_most` (default: the lowest watermark)."""
     names = list(tables)
     heads = {name: lake.head(name) for name in names}
-    marks = {name: mark for name, (_, mark) in heads.items()}
+    marks = {name: head.watermark for name, head in heads.items()}
     low = min(marks.values()) if at_most is None else min(at_most, *marks.values())
     # A head that did not move its watermark (a rewrite for the next batch, maintenance)
     # may hold part of a batch: only the commit log says which of its versions to read.
-    if all(mark == low for mark in marks.values()) and all(
-        low < 0 or WATERMARK_KEY in lake.commit_log(name, limit=1)[0] for name in names
-    ):
-        # Each version read with its watermark: a commit landing meanwhile cannot pair a
-        # newer version with an older watermark.
-        return Cut(low, {name: (heads[name][0] if low >= 0 else None) for name in names})
+    if all(mark == low for mark in marks.values()) and (low < 0 or all(h.settled for h in heads.values())):
+        # Each version read with its watermark and its last commit: a commit landing
+        # meanwhile cannot pair a newer version or commit with an older watermark.
+        return Cut(low, {name: (heads[name].version if low >= 0 else None) for name in names})
     by_table = {name: watermark_versions(lake, name) for name in names}
     common = set.intersection(*(set(v) for v in by_table.values()))
     candidates = [w for w in common if w <= low]

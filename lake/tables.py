@@ -9,6 +9,7 @@ way. The constructor does no I/O.
 from __future__ import annotations
 
 __all__ = [
+    "Head",
     "Lake",
     "land_app_id",
     "materialize_app_id",
@@ -23,7 +24,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import pyarrow as pa
 
@@ -69,7 +70,25 @@ def delta_errors(table: str) -> Iterator[None]:
         raise LakeError(table, f"{type(e).__name__}: {e}") from e
 
 
-_HEAD = "head"  # the memo of (version, watermark) per table version: read by `head`, known by writers
+_HEAD = "head"  # the memo of a `Head` per table version: read by `head`, known by writers
+
+
+class Head(NamedTuple):
+    """A table's newest version, the watermark it reflects, and whether that version's own
+    commit moved the watermark (`settled`). An unsettled head (an erasure's rewrite for the
+    next batch, a part of a batch, maintenance) may hold part of a batch past `watermark`."""
+
+    version: int
+    watermark: int
+    settled: bool
+
+
+def _head_of(name: str, dt: DeltaTable) -> Head:
+    version = int(dt.version())
+    # The last commit's metadata from the same state of the log as the version and watermark:
+    # a commit landing between two reads could pair one version with another's metadata.
+    last = dt.history(1)[0] if version > 0 else {}
+    return Head(version, _watermark_of(name, dt), version == 0 or WATERMARK_KEY in last)
 
 
 def _watermark_of(name: str, dt: DeltaTable) -> int:
@@ -184,24 +203,25 @@ class Lake:
     def version(self, name: str) -> int:
         return self._read_head(name, lambda dt: int(dt.version()))
 
-    def head(self, name: str) -> tuple[int, int]:
-        """The table's newest version and the watermark it reflects, read from one state of
-        its log (two separate reads could straddle a commit)."""
-        return self._read_head(name, lambda dt: (int(dt.version()), _watermark_of(name, dt)), memo=_HEAD)
+    def head(self, name: str) -> Head:
+        """The table's newest version, the watermark it reflects and whether its last commit
+        moved it, read from one state of its log (separate reads could straddle a commit)."""
+        return self._read_head(name, lambda dt: _head_of(name, dt), memo=_HEAD)
 
     def watermark(self, name: str, *, dt: DeltaTable | None = None) -> int:
         """The last events-table version a derived table reflects (-1 for none); with `dt`,
         at that table's loaded version, answered from the head memo when this process read
         or committed that version (a version's watermark never changes)."""
         if dt is None:
-            return self.head(name)[1]
+            return self.head(name).watermark
         with delta_errors(name):
             known = table_heads().recall(self.uri(name), _HEAD, int(dt.version()))
-            return int(known[1]) if known is not None else _watermark_of(name, dt)
+            return known.watermark if isinstance(known, Head) else _watermark_of(name, dt)
 
-    def committed(self, name: str, version: int, watermark: int) -> None:
-        """Note that `version` of the table, written by this process, reflects `watermark`."""
-        table_heads().remember(self.uri(name), _HEAD, version, (version, watermark))
+    def committed(self, name: str, version: int, watermark: int, *, settled: bool = True) -> None:
+        """Note that `version` of the table, written by this process, reflects `watermark`;
+        `settled`: that commit moved the watermark (it carries `WATERMARK_KEY`)."""
+        table_heads().remember(self.uri(name), _HEAD, version, Head(version, watermark, settled))
 
     def watermarks(self, names: Iterable[str]) -> dict[str, int]:
         return {name: self.watermark(name) for name in names}

@@ -303,7 +303,7 @@ class TableWriter:
                 old, where = replace
                 old = _sorted(old.select(table.schema.names).cast(table.schema), table)
                 _replace(dt, old, where, CommitProperties(custom_metadata={REWRITES_KEY: str(watermark)}))
-                lake.committed(name, int(dt.version()), current)
+                lake.committed(name, int(dt.version()), current, settled=False)
             rows = _sorted(data.select(table.schema.names).cast(table.schema), table)
             properties = CommitProperties(
                 app_transactions=[Transaction(materialize_app_id(name), watermark)],

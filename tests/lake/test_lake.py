@@ -25,7 +25,7 @@ from lake.scan import scan
 from lake.schemas import DERIVED_TABLES, EVENTS, STATE_TABLES, TABLES, spec
 from lake.snapshot import changes, find_cut, open_snapshot, watermark_versions
 from lake.sql import query, write_result
-from lake.tables import Lake
+from lake.tables import REWRITES_KEY, Head, Lake
 from lake.time_travel import as_of
 from lake.writer import TableWriter
 from memlake.errors import LakeError, TimeTravelError
@@ -430,7 +430,28 @@ def test_a_cut_pairs_each_version_with_its_own_watermark(tmp_path: Path) -> None
     # with the version of memories that reflects 1, not the newer one.
     assert cut.watermark == 1
     assert cut.versions["memories"] == at_one
-    assert Lake(settings).head("memories") == (at_one + 1, 2)
+    assert Lake(settings).head("memories") == Head(at_one + 1, 2, settled=True)
+
+
+def test_a_cut_does_not_pair_a_rewrite_with_the_batch_commit_landing_after_it(tmp_path: Path) -> None:
+    """The head of memories is an erasure's rewrite for batch 2 when the cut is read, and
+    batch 2's own commit lands right after. The head's version and whether its commit moved
+    the watermark come from one read: the cut stays before the rewrite."""
+    from deltalake import CommitProperties, write_deltalake
+
+    settings = LakeSettings(root=str(tmp_path / "lake"))
+    lake = Lake(settings)
+    writer = TableWriter(lake)
+    for name in STATE_TABLES:
+        writer.commit_derived(name, _empty(name), watermark=1)
+    at_one = lake.version("memories")
+    rewrite = CommitProperties(custom_metadata={REWRITES_KEY: "2"})
+    write_deltalake(lake.uri("memories"), _empty("memories"), mode="append", commit_properties=rewrite)
+    assert lake.head("memories") == Head(at_one + 1, 1, settled=False)
+    cut = find_cut(_CommitDuringRead(settings))
+    assert cut.watermark == 1
+    assert cut.versions["memories"] == at_one  # not the rewrite, though the newest commit moved on
+    assert Lake(settings).head("memories") == Head(at_one + 2, 2, settled=True)
 
 
 def test_commits_leave_expired_log_files_to_maintenance(tmp_path: Path) -> None:
