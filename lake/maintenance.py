@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lake.lease import Lease
 from lake.schemas import TABLES
 from lake.tables import WATERMARK_KEY, Lake, delta_errors, materialize_app_id
 from memlake.errors import LakeError
@@ -49,18 +50,26 @@ def _names(tables: Iterable[str] | None) -> list[str]:
 def compact(
     lake: Lake, tables: Iterable[str] | None = None, *, z_order: bool = True
 ) -> list[MaintenanceReport]:
-    """Rewrite small files into files of `target_file_mb` (data unchanged, dataChange=false)."""
+    """Rewrite small files into files of `target_file_mb` (data unchanged, dataChange=false).
+
+    Under the lake's lease `compact` (lake.lease): two compactions of the same files would
+    both commit, and the table would hold their rows twice. `LeaseHeldError` when another
+    compaction holds it.
+    """
     reports = []
     target = lake.settings.target_file_mb * 1024 * 1024
-    for name in _names(tables):
-        dt = lake.table(name)
-        with delta_errors(name):
-            columns = _Z_ORDER.get(name) if z_order else None
-            if columns:
-                metrics = dt.optimize.z_order(columns, target_size=target)
-            else:
-                metrics = dt.optimize.compact(target_size=target)
-        reports.append(MaintenanceReport(name, "compact", dict(metrics)))
+    lease = Lease(lake, "compact", seconds=lake.settings.compaction_lease_s)
+    with lease.held():
+        for name in _names(tables):
+            lease.renew()
+            dt = lake.table(name)
+            with delta_errors(name):
+                columns = _Z_ORDER.get(name) if z_order else None
+                if columns:
+                    metrics = dt.optimize.z_order(columns, target_size=target)
+                else:
+                    metrics = dt.optimize.compact(target_size=target)
+            reports.append(MaintenanceReport(name, "compact", dict(metrics)))
     return reports
 
 

@@ -20,6 +20,7 @@ __all__ = [
 ]
 
 import json
+import re
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -30,7 +31,7 @@ import pyarrow as pa
 
 from lake.heads import table_heads
 from lake.schemas import TABLES, TableSpec, spec
-from memlake.errors import ConfigError, LakeError
+from memlake.errors import ConcurrentWriteError, ConfigError, LakeError
 from memlake.settings import LakeSettings
 
 if TYPE_CHECKING:
@@ -59,13 +60,25 @@ def materialize_app_id(table: str) -> str:
     return f"materialize:{table}"
 
 
+# What delta-rs (1.6) says when another commit came first: a conflict it found, the version
+# taken meanwhile, or its own retries against such commits used up.
+_CONFLICT = re.compile(r"concurrent|existing table version|commit attempts", re.IGNORECASE)
+
+
 @contextmanager
 def delta_errors(table: str) -> Iterator[None]:
-    """Translate delta-rs errors into `LakeError` with the table's name."""
-    from deltalake.exceptions import DeltaError
+    """Translate delta-rs errors into `LakeError` with the table's name: a conflict with
+    another writer's commit into `ConcurrentWriteError`."""
+    from deltalake.exceptions import CommitFailedError, DeltaError
 
     try:
         yield
+    except CommitFailedError as e:
+        # delta-rs raises this type for any failed commit (a store error too): only a
+        # conflict is worth planning again.
+        if _CONFLICT.search(str(e)):
+            raise ConcurrentWriteError(table, f"another writer committed first: {e}") from e
+        raise LakeError(table, f"{type(e).__name__}: {e}") from e
     except (DeltaError, OSError) as e:
         raise LakeError(table, f"{type(e).__name__}: {e}") from e
 

@@ -33,6 +33,8 @@ __all__ = [
     "TopicsNotReadyError",
     "WriteNotConfirmedError",
     "LakeError",
+    "ConcurrentWriteError",
+    "LeaseHeldError",
     "TimeTravelError",
     "SealedContentError",
     "DatasetError",
@@ -49,6 +51,7 @@ __all__ = [
 ]
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 class MemlakeError(Exception):
@@ -215,6 +218,21 @@ class InfrastructureError(MemlakeError):
     """A service memlake depends on (broker, object store, index) failed."""
 
 
+class LeaseHeldError(InfrastructureError):
+    """Another process holds the lease this work needs (another compaction of the same lake)."""
+
+    def __init__(self, lease: str, holder: str | None, expires_at: datetime | None) -> None:
+        self.lease = lease
+        self.holder = holder
+        self.expires_at = expires_at
+        if holder is None:
+            problem = "another process took it at the same moment"
+        else:
+            until = expires_at.isoformat(timespec="seconds") if expires_at else "it is released"
+            problem = f"held by {holder} until {until}"
+        super().__init__(f"lease {lease!r} on the lake: {problem}; try again once it is free")
+
+
 class LocalServiceError(InfrastructureError):
     """A service infra/ runs on this machine could not be installed, started or stopped;
     `log_file`, when there is one, says why."""
@@ -274,6 +292,12 @@ class LakeError(InfrastructureError):
         self.table = table
         self.problem = problem
         super().__init__(f"lake table {table!r}: {problem}")
+
+
+class ConcurrentWriteError(LakeError):
+    """Another writer committed to the table first, and its commit conflicts with this one
+    (the same batch's transaction id, or files this commit rewrote). Nothing of this commit
+    landed; planning the batch again from the lake as it is now is safe."""
 
 
 class TimeTravelError(LakeError):

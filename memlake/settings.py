@@ -142,6 +142,12 @@ class LakeSettings(_Section):
     target_file_mb: Annotated[int, Field(ge=1)] = Field(
         128, description="Target size of the files `memlake lake compact` writes."
     )
+    compaction_lease_s: Annotated[float, Field(gt=0)] = Field(
+        1800.0,
+        description="How long a compaction's lease on the lake lasts unless renewed (it is, before each "
+        "table): another compaction is refused while it lasts, and takes over after it if its holder died. "
+        "Must exceed the compaction of the largest table, and the clocks of the hosts differ by much less.",
+    )
     allocator_decay_ms: Annotated[int, Field(ge=-1)] = Field(
         200,
         description="How long delta-rs' allocator (jemalloc) keeps freed memory before its background "

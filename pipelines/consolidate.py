@@ -51,7 +51,7 @@ from memlake.settings import KafkaSettings, Settings
 from pipelines.consolidate_bucket import BucketResult, ConsolidateBucket, EmbedFactory, Plan
 from pipelines.decisions import decision_id, run_id, to_event
 from pipelines.hot_memories import HotMemoriesTable
-from pipelines.options import new_pipeline, pipeline_options
+from pipelines.options import new_pipeline, pipeline_options, step_errors
 from pipelines.vectors import VectorCache
 from streams.producer import EventProducer
 
@@ -243,7 +243,7 @@ def run_consolidate(
         return ConsolidationReport(-1, as_of.isoformat(), dry_run)
     with tempfile.TemporaryDirectory(prefix="memlake-consolidate-") as folder:
         report_path = str(Path(folder) / "report.json")
-        with new_pipeline(pipeline_options(settings.pipelines, beam_args)) as pipeline:
+        with step_errors(), new_pipeline(pipeline_options(settings.pipelines, beam_args)) as pipeline:
             _ = (
                 pipeline
                 | "Consolidate" >> Consolidate(plan, embed_factory)

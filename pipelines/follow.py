@@ -2,7 +2,11 @@
 
 One-shot mode runs until both jobs are caught up; follow mode keeps going,
 a micro-batch at a time, and stops cleanly (between two batches, never inside
-a commit) when asked to, e.g. on SIGTERM. Every `maintenance_every` batches
+a commit) when asked to, e.g. on SIGTERM. Another writer on the same lake (a
+second follower, the overlap of a rolling deploy) costs batches, not
+correctness: the commit that comes second conflicts with the first (the same
+transaction id, or the files it rewrote), lands nothing, and the batch is
+planned again from the lake as it is then. Every `maintenance_every` batches
 it compacts and checkpoints the tables, so that many small commits do not
 slow them down.
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 __all__ = ["Progress", "run_jobs"]
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +33,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from lake.maintenance import checkpoint, compact
 from lake.schemas import DERIVED_TABLES
 from lake.tables import Lake
-from memlake.errors import LakeError
+from memlake.errors import ConcurrentWriteError, LakeError, LeaseHeldError
 from memlake.settings import Settings
 from pipelines.job_process import job_process
 from pipelines.land import Land, plan_land
@@ -36,6 +41,7 @@ from pipelines.materialize import Materialize
 from pipelines.options import metric, pipeline_options
 from pipelines.prepared import PreparedPipeline
 
+_log = logging.getLogger(__name__)
 _LAND = "memlake.land"
 _MATERIALIZE = "memlake.materialize"
 
@@ -49,6 +55,7 @@ class Progress:
     applied: int = 0
     rejected: int = 0
     duplicates: int = 0
+    conflicts: int = 0  # batches another writer's commit came first in: planned again
     events_version: int = -1
     watermark: int = -1
     started: float = 0.0
@@ -60,6 +67,7 @@ class Progress:
             f"materialized {self.materialized} (applied {self.applied}, rejected {self.rejected}, "
             f"duplicates {self.duplicates}); events v{self.events_version}, "
             f"derived at v{self.watermark}; {rate:,.0f} events/s"
+            + (f"; {self.conflicts} planned again after another writer's commit" if self.conflicts else "")
         )
 
 
@@ -130,7 +138,15 @@ def _run_jobs(
                 break
             stop.wait(settings.pipelines.follow_interval_s)
             continue
-        result = batch.run()
+        try:
+            result = batch.run()
+        except ConcurrentWriteError as e:
+            # Nothing of the refused commit landed; what the batch committed before it is
+            # repaired like a crash's. A moment's wait: the other writer is mid-batch.
+            progress.conflicts += 1
+            _log.warning("%s; planning the batch again", e)
+            stop.wait(settings.pipelines.follow_interval_s)
+            continue
         planned = metric(result, _LAND, "planned_records") > 0
         watermark = _watermark(result)
         if watermark is not None:
@@ -150,10 +166,19 @@ def _run_jobs(
             progress.watermark = watermark if watermark is not None else progress.watermark
             report(progress)
             if every and progress.batches % every == 0:
-                compact(lake)
-                checkpoint(lake)
+                _maintain(lake, every)
             continue
         if not follow:
             break
         stop.wait(settings.pipelines.follow_interval_s)
     return progress
+
+
+def _maintain(lake: Lake, every: int) -> None:
+    """Compact and checkpoint the tables. A compaction that another one holds the lake's
+    lease for, or that a batch's commit overtook (another writer's), is left to the next round."""
+    try:
+        compact(lake)
+    except (ConcurrentWriteError, LeaseHeldError) as e:
+        _log.warning("%s; compacting again after %d more batches", e, every)
+    checkpoint(lake)

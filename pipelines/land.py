@@ -30,7 +30,7 @@ from lake.tables import Lake
 from lake.writer import CommitResult, TableWriter
 from memlake.settings import KafkaSettings, LakeSettings, Settings
 from pipelines.landed_cache import landed_events
-from pipelines.options import Spread, metric, new_pipeline, pipeline_options
+from pipelines.options import Spread, metric, new_pipeline, pipeline_options, step_errors
 from streams.dead_letters import DeadLetter, DeadLetterWriter
 from streams.reader import OffsetRange, Record, end_offsets, read_range
 from streams.triage import triage
@@ -256,7 +256,7 @@ def run_land(
     spans = list(ranges) if ranges is not None else plan_land(settings, lake)
     if not spans:
         return LandResult((), 0, 0, lake.version("events"))
-    with new_pipeline(pipeline_options(settings.pipelines, beam_args)) as pipeline:
+    with step_errors(), new_pipeline(pipeline_options(settings.pipelines, beam_args)) as pipeline:
         _ = pipeline | "Land" >> Land(settings, spans, send_dead_letters=send_dead_letters)
     result = pipeline.result
     return LandResult(

@@ -53,7 +53,7 @@ from memlake.settings import LakeSettings, Settings
 from pipelines.derived import RowsKind, combined, commit_table, rows_table
 from pipelines.folding import EV, CubeRows, LoggedEvent, fold_cube
 from pipelines.landed_cache import landed_events
-from pipelines.options import Spread, metric, new_pipeline, pipeline_options
+from pipelines.options import Spread, metric, new_pipeline, pipeline_options, step_errors
 from pipelines.state_cache import StateCache, keep, state_cache
 
 _NS = "memlake.materialize"
@@ -426,7 +426,7 @@ def run_materialize(
     if plan is None:
         return MaterializeResult(None)
     plan = replace(plan, merge_per_bucket=merge_per_bucket)
-    with new_pipeline(pipeline_options(settings.pipelines, beam_args)) as pipeline:
+    with step_errors(), new_pipeline(pipeline_options(settings.pipelines, beam_args)) as pipeline:
         _ = pipeline | "Start" >> beam.Create([None]) | "Materialize" >> Materialize(settings, plan)
     result = pipeline.result
     marks = lake.watermarks(DERIVED_TABLES)

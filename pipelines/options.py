@@ -21,17 +21,21 @@ __all__ = [
     "is_direct",
     "fn_api_runner",
     "new_pipeline",
+    "step_errors",
     "metric",
     "Spread",
 ]
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from memlake.errors import MemlakeError
 from memlake.settings import PipelineSettings
 
 # The runners that run a graph on this machine (the DirectRunner runs batch graphs on the FnApiRunner).
@@ -66,6 +70,44 @@ def new_pipeline(options: PipelineOptions) -> beam.Pipeline:
     if is_direct(options):
         return beam.Pipeline(runner=fn_api_runner(options), options=options)
     return beam.Pipeline(options=options)
+
+
+_STEP = re.compile(r"\[while running '([^']+)'\]")
+
+
+@contextmanager
+def step_errors() -> Iterator[None]:
+    """Run a graph so that a memlake error one of its steps raised comes out as itself.
+
+    Beam re-raises what a step raised inside its own error (a RuntimeError naming the
+    step), and memlake's callers act on the typed errors: a follower plans again after a
+    `ConcurrentWriteError`, the CLI prints a `MemlakeError` as one line. The step's name
+    stays as a note. A runner whose workers run elsewhere sends the error back as text
+    only; that comes out as the runner raised it.
+    """
+    try:
+        yield
+    except MemlakeError:
+        raise
+    except Exception as e:
+        raised = _memlake_error_in(e)
+        if raised is None:
+            raise
+        step = _STEP.search(str(e))
+        if step is not None:
+            raised.add_note(f"raised in the Beam step {step.group(1)!r}")
+        raise raised from None
+
+
+def _memlake_error_in(error: BaseException) -> MemlakeError | None:
+    seen: set[int] = set()
+    found: BaseException | None = error
+    while found is not None and id(found) not in seen:
+        if isinstance(found, MemlakeError):
+            return found
+        seen.add(id(found))
+        found = found.__cause__ or found.__context__
+    return None
 
 
 def metric(result: Any, namespace: str, name: str) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.options import fn_api_runner, is_direct
+from pipelines.options import fn_api_runner, is_direct, step_errors
 
 
 class _Recording(beam.Pipeline):
@@ -54,6 +54,10 @@ class PreparedPipeline:
 
     def run(self) -> Any:
         """Run the graph once and return the runner's result (its metrics); a failing step raises."""
+        with step_errors():
+            return self._run()
+
+    def _run(self) -> Any:
         if not self.reusable:
             with beam.Pipeline(options=self._options) as pipeline:
                 self._build(pipeline)

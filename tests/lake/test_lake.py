@@ -28,7 +28,7 @@ from lake.sql import query, write_result
 from lake.tables import REWRITES_KEY, Head, Lake
 from lake.time_travel import as_of
 from lake.writer import TableWriter
-from memlake.errors import LakeError, TimeTravelError
+from memlake.errors import ConcurrentWriteError, LakeError, TimeTravelError
 from memlake.events import (
     CubeCreated,
     CubeRolledBack,
@@ -452,6 +452,33 @@ def test_a_cut_does_not_pair_a_rewrite_with_the_batch_commit_landing_after_it(tm
     assert cut.watermark == 1
     assert cut.versions["memories"] == at_one  # not the rewrite, though the newest commit moved on
     assert Lake(settings).head("memories") == Head(at_one + 2, 2, settled=True)
+
+
+def test_a_commit_another_writer_made_first_is_refused_as_a_concurrent_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer commits the same batch of `cube_versions` between this writer's check of
+    the watermark and its commit: delta-rs refuses this one, and nothing of it lands."""
+    from deltalake import CommitProperties, Transaction, write_deltalake
+
+    lake = Lake(LakeSettings(root=str(tmp_path / "lake")))
+    writer = TableWriter(lake)
+    writer.commit_derived("cube_versions", _empty("cube_versions"), watermark=1)
+    real = writer_module._write_rows
+
+    def another_writer_first(dt: Any, table: Any, rows: pa.Table, **kwargs: Any) -> None:
+        same_batch = CommitProperties(app_transactions=[Transaction("materialize:cube_versions", 2)])
+        write_deltalake(
+            lake.uri("cube_versions"), _empty("cube_versions"), mode="append", commit_properties=same_batch
+        )
+        real(dt, table, rows, **kwargs)
+
+    monkeypatch.setattr(writer_module, "_write_rows", another_writer_first)
+    with pytest.raises(ConcurrentWriteError, match="another writer committed first") as refused:
+        writer.commit_derived("cube_versions", _empty("cube_versions"), watermark=2)
+    assert refused.value.table == "cube_versions"
+    assert "memlake.watermark" not in lake.commit_log("cube_versions", limit=1)[0]  # the other's commit
+    assert lake.watermark("cube_versions") == 2
 
 
 def test_commits_leave_expired_log_files_to_maintenance(tmp_path: Path) -> None:

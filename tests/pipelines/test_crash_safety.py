@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,45 +19,22 @@ from lake.tables import Lake
 from memlake.settings import Settings
 from pipelines.follow import run_jobs
 from pipelines.rebuild import run_rebuild
+from tests.pipelines.cli_env import child_environment, start_materialize
 from tests.pipelines.helpers import expected_memories, lake_memories, produce, pure_fold
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-_REPO = Path(__file__).resolve().parents[2]
 EVENTS = 20_000
 MIN_KILLS = 8
 
 
 def _environment(settings: Settings, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMLAKE_")}
-    # A SIGKILLed job cannot remove the temp folder every Beam pipeline makes
-    # (`beam-pipeline-temp*`): kept under this test's folder, not /tmp.
-    (tmp_path / "tmp").mkdir(exist_ok=True)
-    env["TMPDIR"] = str(tmp_path / "tmp")
-    env.update(
-        {
-            "PYTHONPATH": str(_REPO),
-            "MEMLAKE_HOME": os.environ["MEMLAKE_HOME"],
-            "MEMLAKE_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
-            "MEMLAKE_KAFKA_EVENTS_TOPIC": settings.kafka.events_topic,
-            "MEMLAKE_KAFKA_DLQ_TOPIC": settings.kafka.dlq_topic,
-            "MEMLAKE_LAKE_ROOT": settings.lake.root,
-            "MEMLAKE_PIPELINES_BATCH_MAX_EVENTS": "2000",
-            "MEMLAKE_PIPELINES_FOLLOW_INTERVAL_S": "0.2",
-        }
+    return child_environment(
+        settings,
+        tmp_path,
+        MEMLAKE_PIPELINES_BATCH_MAX_EVENTS="2000",
+        MEMLAKE_PIPELINES_FOLLOW_INTERVAL_S="0.2",
     )
-    return env
-
-
-def _follow(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "memlake", "materialize", "--follow"],
-            cwd=_REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
@@ -86,7 +60,7 @@ def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
     kills = 0
     while producer.is_alive() or kills < MIN_KILLS:
         before = (lake.version("events"), lake.watermark("memories"))
-        process = _follow(env, log)
+        process = start_materialize(env, log, "--follow")
         # Kill at a random point after the run has committed something, however loaded the
         # machine is: during a materialize, between two tables' commits, in the next land.
         deadline = time.monotonic() + 30
@@ -114,7 +88,7 @@ def test_sigkill_at_random_points_loses_nothing_and_applies_nothing_twice(
 def test_sigterm_stops_follow_mode_cleanly(settings: Settings, tmp_path: Path) -> None:
     produce(settings.kafka, generate(300, cubes=3, seed=2))
     log = tmp_path / "follow.log"
-    process = _follow(_environment(settings, tmp_path), log)
+    process = start_materialize(_environment(settings, tmp_path), log, "--follow")
     deadline = time.monotonic() + 120
     while "batch 1" not in log.read_text() and time.monotonic() < deadline:
         assert process.poll() is None, log.read_text()

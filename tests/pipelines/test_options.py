@@ -12,8 +12,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
+from memlake.errors import ConcurrentWriteError
 from memlake.settings import PipelineSettings
-from pipelines.options import Spread, new_pipeline, pipeline_options
+from pipelines.options import Spread, new_pipeline, pipeline_options, step_errors
 
 
 def _transform_names(options: PipelineOptions) -> list[str]:
@@ -67,3 +68,28 @@ def test_a_direct_job_runs_on_the_fn_api_runner_and_never_tries_prism(
 def test_a_cluster_runner_is_left_to_beam() -> None:
     pipeline = new_pipeline(pipeline_options(PipelineSettings(), ["--runner=PortableRunner"]))
     assert not isinstance(pipeline.runner, FnApiRunner)
+
+
+class _Raise(beam.DoFn):  # type: ignore[misc]
+    def __init__(self, kind: type[Exception], *args: str) -> None:
+        self._kind, self._args = kind, args
+
+    def process(self, element: int) -> list[int]:
+        raise self._kind(*self._args)
+
+
+def _run_raising(kind: type[Exception], *args: str) -> None:
+    with step_errors(), new_pipeline(pipeline_options(PipelineSettings())) as pipeline:
+        _ = pipeline | beam.Create([1]) | "Commit" >> beam.ParDo(_Raise(kind, *args))
+
+
+def test_a_memlake_error_a_step_raised_comes_out_of_the_run_as_itself() -> None:
+    with pytest.raises(ConcurrentWriteError) as raised:
+        _run_raising(ConcurrentWriteError, "usage", "another writer committed first")
+    assert raised.value.table == "usage"
+    assert raised.value.__notes__ == ["raised in the Beam step 'Commit'"]
+
+
+def test_other_errors_come_out_as_the_runner_raised_them() -> None:
+    with pytest.raises(ValueError, match=r"not memlake's \[while running 'Commit'\]"):
+        _run_raising(ValueError, "not memlake's")

@@ -16,6 +16,7 @@ import pytest
 
 from benchmarks._lake_workload import generate
 from infra.object_store import LocalObjectStore
+from lake.lease import Lease
 from lake.schemas import DERIVED_TABLES
 from lake.tables import Lake
 from memlake.cli import main
@@ -120,6 +121,21 @@ def test_bad_requests_say_what_is_wrong(
     assert "not 999" in capsys.readouterr().err
     assert main(["lake", "restore", "events", "--version", "1"]) == 1
     assert "the events table is the landed log and is not restored" in capsys.readouterr().err
+
+
+def test_compact_while_another_compaction_holds_the_lease_says_who_and_changes_nothing(
+    in_folder: KafkaSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _materialized(in_folder, capsys, seed=35)
+    lake = Lake(Settings().lake)
+    versions = {name: lake.version(name) for name in DERIVED_TABLES}
+    other = Lease(lake, "compact", seconds=600, holder="nightly-job")
+    with other.held():
+        assert main(["lake", "compact"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("memlake: error: lease 'compact' on the lake: held by nightly-job until ")
+    assert {name: lake.version(name) for name in DERIVED_TABLES} == versions
+    assert main(["lake", "compact"]) == 0  # released
 
 
 def test_maintenance_restore_and_rebuild_keep_the_lake_whole(
