@@ -43,8 +43,9 @@ _APP = "memlake:lease"
 _HOLDER = "memlake.lease.holder"
 _EXPIRES = "memlake.lease.expires_at"
 _SCHEMA = pa.schema([("holder", pa.string())])  # no rows are ever written
-# Commits between checkpoints of a lease's log: it gets two or three commits a compaction.
-_CHECKPOINT_EVERY = 50
+# A lease's log needs no history: delta-rs checkpoints it every 100 commits by itself and
+# then drops commit files older than this.
+_LOG_RETENTION = {"delta.logRetentionDuration": "interval 1 days"}
 
 
 @dataclass(frozen=True)
@@ -109,13 +110,9 @@ class Lease:
             if state.holder != self.holder:
                 return  # it expired and another holder took it: theirs now
             try:
-                version = _commit(dt, None, None, state)
+                _commit(dt, None, None, state)
             except ConcurrentWriteError:
                 return  # taken over at this moment, after expiry: theirs now
-        if version % _CHECKPOINT_EVERY == 0:
-            with delta_errors(f"_leases/{self.name}"):
-                dt.create_checkpoint()
-                dt.cleanup_metadata()
 
     @contextmanager
     def held(self) -> Iterator[Lease]:
@@ -152,7 +149,9 @@ class Lease:
         except TableNotFoundError:
             try:
                 # Two processes may create it at once: the one refused opens what the other made.
-                return DeltaTable.create(self.uri, _SCHEMA, mode="ignore", storage_options=options)
+                return DeltaTable.create(
+                    self.uri, _SCHEMA, mode="ignore", configuration=_LOG_RETENTION, storage_options=options
+                )
             except CommitFailedError:
                 return DeltaTable(self.uri, storage_options=options)
 
@@ -165,7 +164,7 @@ def _state_of(dt: DeltaTable) -> LeaseState:
     return LeaseState(version, holder, datetime.fromisoformat(expires) if expires else None)
 
 
-def _commit(dt: DeltaTable, holder: str | None, expires_at: datetime | None, read: LeaseState) -> int:
+def _commit(dt: DeltaTable, holder: str | None, expires_at: datetime | None, read: LeaseState) -> None:
     """An empty commit saying who holds the lease (None: nobody) until when; refused with
     `ConcurrentWriteError` when another commit of the lease landed since `read`."""
     from deltalake import CommitProperties, Transaction, write_deltalake
@@ -176,4 +175,3 @@ def _commit(dt: DeltaTable, holder: str | None, expires_at: datetime | None, rea
     assert int(dt.version()) == read.version  # the state was read from this very version of the log
     with delta_errors("_leases"):
         write_deltalake(dt, _SCHEMA.empty_table(), mode="append", commit_properties=properties)
-    return int(dt.version())
