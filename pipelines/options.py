@@ -35,7 +35,7 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from memlake.errors import MemlakeError
+from memlake.errors import ConcurrentWriteError, MemlakeError
 from memlake.settings import PipelineSettings
 
 # The runners that run a graph on this machine (the DirectRunner runs batch graphs on the FnApiRunner).
@@ -82,8 +82,9 @@ def step_errors() -> Iterator[None]:
     Beam re-raises what a step raised inside its own error (a RuntimeError naming the
     step), and memlake's callers act on the typed errors: a follower plans again after a
     `ConcurrentWriteError`, the CLI prints a `MemlakeError` as one line. The step's name
-    stays as a note. A runner whose workers run elsewhere sends the error back as text
-    only; that comes out as the runner raised it.
+    stays as a note. A runner whose workers run in other processes sends the error back
+    as text only: a `ConcurrentWriteError` is read back from it, since a follower acts
+    on it; anything else comes out as the runner raised it.
     """
     try:
         yield
@@ -99,6 +100,14 @@ def step_errors() -> Iterator[None]:
         raise raised from None
 
 
+# How a worker in another process reports one (Beam's text of the error it caught).
+_CONFLICT_TEXT = re.compile(
+    r"memlake\.errors\.ConcurrentWriteError: lake table '(?P<table>[^']+)': (?P<problem>.*?)"
+    r"(?: \[while running '[^']+'\])?$",
+    re.MULTILINE,
+)
+
+
 def _memlake_error_in(error: BaseException) -> MemlakeError | None:
     seen: set[int] = set()
     found: BaseException | None = error
@@ -107,7 +116,8 @@ def _memlake_error_in(error: BaseException) -> MemlakeError | None:
             return found
         seen.add(id(found))
         found = found.__cause__ or found.__context__
-    return None
+    text = _CONFLICT_TEXT.search(str(error))
+    return ConcurrentWriteError(text["table"], text["problem"]) if text else None
 
 
 def metric(result: Any, namespace: str, name: str) -> int:

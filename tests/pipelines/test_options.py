@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import apache_beam as beam
@@ -78,8 +79,9 @@ class _Raise(beam.DoFn):  # type: ignore[misc]
         raise self._kind(*self._args)
 
 
-def _run_raising(kind: type[Exception], *args: str) -> None:
-    with step_errors(), new_pipeline(pipeline_options(PipelineSettings())) as pipeline:
+def _run_raising(kind: type[Exception], *args: str, beam_args: Sequence[str] = ()) -> None:
+    options = pipeline_options(PipelineSettings(), beam_args)
+    with step_errors(), new_pipeline(options) as pipeline:
         _ = pipeline | beam.Create([1]) | "Commit" >> beam.ParDo(_Raise(kind, *args))
 
 
@@ -93,3 +95,16 @@ def test_a_memlake_error_a_step_raised_comes_out_of_the_run_as_itself() -> None:
 def test_other_errors_come_out_as_the_runner_raised_them() -> None:
     with pytest.raises(ValueError, match=r"not memlake's \[while running 'Commit'\]"):
         _run_raising(ValueError, "not memlake's")
+
+
+def test_a_write_conflict_in_a_worker_of_another_process_is_read_back_from_its_text() -> None:
+    """That runner sends errors back as text: a follower must still see a conflict as one."""
+    with pytest.raises(ConcurrentWriteError) as raised:
+        _run_raising(
+            ConcurrentWriteError,
+            "usage",
+            "another writer committed first: Concurrent transaction failed.",
+            beam_args=["--direct_num_workers=2", "--direct_running_mode=multi_processing"],
+        )
+    assert raised.value.table == "usage"
+    assert raised.value.problem == "another writer committed first: Concurrent transaction failed."
