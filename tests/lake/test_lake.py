@@ -481,6 +481,27 @@ def test_a_commit_another_writer_made_first_is_refused_as_a_concurrent_write(
     assert lake.watermark("cube_versions") == 2
 
 
+class _BatchDuringRestore(Lake):
+    """A lake whose `memories` gets the next batch committed right after a restore opens it."""
+
+    def table(self, name: str, *, version: Any = None) -> Any:
+        dt = super().table(name, version=version)
+        if name == "memories" and version is None and not getattr(self, "overtaken", False):
+            self.overtaken = True
+            TableWriter(Lake(self.settings)).commit_derived("memories", _empty("memories"), watermark=3)
+        return dt
+
+
+def test_a_restore_another_commit_overtook_is_refused_as_a_concurrent_write(tmp_path: Path) -> None:
+    settings = LakeSettings(root=str(tmp_path / "lake"))
+    writer = TableWriter(Lake(settings))
+    for watermark in (1, 2):
+        writer.commit_derived("memories", _empty("memories"), watermark=watermark)
+    with pytest.raises(ConcurrentWriteError, match="another writer committed after version 2"):
+        restore(_BatchDuringRestore(settings), "memories", version=1)
+    assert Lake(settings).head("memories") == Head(3, 3, settled=True)  # the batch, not the restore
+
+
 def test_commits_leave_expired_log_files_to_maintenance(tmp_path: Path) -> None:
     """Dropping expired log files lists the whole log: commits leave it to `checkpoint`."""
     settings = LakeSettings(root=str(tmp_path / "lake"), checkpoint_interval=5)
