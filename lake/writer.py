@@ -10,17 +10,19 @@ it, in one commit that carries the new version:
 Each commit also records `memlake.watermark` (and for land the event count and
 offsets) as commit metadata, so that a table's history says which events
 version each of its versions reflects; readers use that to find a consistent
-cut across tables. One committer per table: two land or materialize jobs must
-not run against the same lake at once.
+cut across tables. Two writers of one table stay exactly once: a writer reads
+the watermark and picks its rows inside the write, from the table brought up
+to date, and a commit of the same batch landing after that conflicts with its
+own (the same transaction id), which delta-rs refuses.
 """
 
 from __future__ import annotations
 
-__all__ = ["CommitResult", "TableWriter"]
+__all__ = ["BatchRows", "CommitResult", "TableWriter"]
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -42,6 +44,15 @@ from lake.tables import (
 
 if TYPE_CHECKING:
     from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRows:
+    """What one batch writes to one derived table (see `TableWriter.commit_derived`)."""
+
+    data: pa.Table
+    how: Literal["auto", "insert", "overwrite"] = "auto"
+    replacing: pa.Table | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,30 +299,53 @@ class TableWriter:
         the last, the table's head holds part of the batch: for a lake nobody reads or
         resumes meanwhile (a rebuild's).
         """
+        if replacing is not None:
+            _memories_predicate(self._lake.spec(name), replacing)  # a bad `replacing` fails before any I/O
+        rows = BatchRows(data, how, replacing)
+        return self.commit_batch(
+            name,
+            lambda _: rows,
+            watermark=watermark,
+            overwrite=how == "overwrite",
+            merge_per_bucket=merge_per_bucket,
+        )
+
+    def commit_batch(
+        self,
+        name: str,
+        rows_at: Callable[[int], BatchRows],
+        *,
+        watermark: int,
+        overwrite: bool = False,
+        merge_per_bucket: bool = False,
+    ) -> CommitResult:
+        """`commit_derived` of the rows `rows_at` gives for the watermark the table is at,
+        read inside the write from the table brought up to date: a commit another writer
+        made before it is accounted for, and one made after it conflicts (the same
+        transaction id) and fails the write with `ConcurrentWriteError`."""
         from deltalake import CommitProperties, Transaction
 
         lake = self._lake
         table = lake.spec(name)
-        # A bad `replacing` fails here, before any I/O.
-        replace = (replacing, _memories_predicate(table, replacing)) if replacing is not None else None
 
         def commit(dt: DeltaTable) -> CommitResult:
             current = lake.watermark(name, dt=dt)
-            if how != "overwrite" and current >= watermark:
+            if not overwrite and current >= watermark:
                 return CommitResult(name, 0, None, f"already at events version {current}")
-            if replace is not None:
-                old, where = replace
-                old = _sorted(old.select(table.schema.names).cast(table.schema), table)
+            batch = rows_at(current)
+            if batch.replacing is not None:
+                where = _memories_predicate(table, batch.replacing)
+                old = _sorted(batch.replacing.select(table.schema.names).cast(table.schema), table)
                 _replace(dt, old, where, CommitProperties(custom_metadata={REWRITES_KEY: str(watermark)}))
                 lake.committed(name, int(dt.version()), current, settled=False)
-            rows = _sorted(data.select(table.schema.names).cast(table.schema), table)
+            rows = _sorted(batch.data.select(table.schema.names).cast(table.schema), table)
             properties = CommitProperties(
                 app_transactions=[Transaction(materialize_app_id(name), watermark)],
                 custom_metadata={WATERMARK_KEY: str(watermark)},
             )
             parts = CommitProperties(custom_metadata={PART_KEY: str(watermark)}) if merge_per_bucket else None
             # Moves `dt` to its (last) commit.
-            _write_rows(dt, table, rows, how=how, properties=properties, parts=parts)
+            _write_rows(dt, table, rows, how=batch.how, properties=properties, parts=parts)
             version = int(dt.version())
             lake.committed(name, version, watermark)
             return CommitResult(name, rows.num_rows, version)

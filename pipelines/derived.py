@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from lake.schemas import spec
 from lake.tables import Lake
-from lake.writer import CommitResult, TableWriter
+from lake.writer import BatchRows, CommitResult, TableWriter
 from pipelines.folding import EV, MADE
 
 EV_FIELD = pa.field(EV, pa.int64())
@@ -98,26 +98,30 @@ def commit_table(
     table = spec(name)
     schema = _schema(name)
     tables = [p for p in parts if p.num_rows]
-    data = pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
-    current = lake.watermark(name)
-    if not overwrite and current >= watermark:
-        return CommitResult(name, 0, None, f"already at events version {current}")
-    if table.mode != "upsert":
-        if not overwrite and current >= 0:
-            data = data.filter(pc.greater(data.column(EV), current))
-        data = data.drop_columns([EV])
-    rewrites: pa.Table | None = None
-    if MADE in data.column_names:
-        # Versions of rewritten memories the table holds already (an overwrite writes every row).
-        held = pc.fill_null(pc.less_equal(data.column(MADE), current), False)
-        data = data.drop_columns([MADE])
-        if not overwrite and pc.any(held).as_py():
-            rewrites, data = data.filter(held), data.filter(pc.invert(held))
-    if table.mode == "counter":
-        data = _aggregate_counts(name, data)
-    how: Literal["auto", "insert", "overwrite"] = "overwrite" if overwrite else kind
-    if how == "insert" and current != cut:
-        how = "auto"
-    return TableWriter(lake).commit_derived(
-        name, data, watermark=watermark, how=how, replacing=rewrites, merge_per_bucket=merge_per_bucket
+    fold_rows = pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
+
+    def rows_at(current: int) -> BatchRows:
+        # `current`: the table's watermark, read by the writer from the table brought up to
+        # date (another writer may have committed part of what this batch holds).
+        data = fold_rows
+        if table.mode != "upsert":
+            if not overwrite and current >= 0:
+                data = data.filter(pc.greater(data.column(EV), current))
+            data = data.drop_columns([EV])
+        rewrites: pa.Table | None = None
+        if MADE in data.column_names:
+            # Versions of rewritten memories the table holds already (an overwrite writes every row).
+            held = pc.fill_null(pc.less_equal(data.column(MADE), current), False)
+            data = data.drop_columns([MADE])
+            if not overwrite and pc.any(held).as_py():
+                rewrites, data = data.filter(held), data.filter(pc.invert(held))
+        if table.mode == "counter":
+            data = _aggregate_counts(name, data)
+        how: Literal["auto", "insert", "overwrite"] = "overwrite" if overwrite else kind
+        if how == "insert" and current != cut:
+            how = "auto"
+        return BatchRows(data, how, rewrites)
+
+    return TableWriter(lake).commit_batch(
+        name, rows_at, watermark=watermark, overwrite=overwrite, merge_per_bucket=merge_per_bucket
     )

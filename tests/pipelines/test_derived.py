@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow.compute as pc
+import pytest
 
 from lake.scan import scan
 from lake.schemas import spec
@@ -16,7 +18,7 @@ from memlake.events import Event, serialize_event
 from memlake.fold import CubeState, fold
 from memlake.settings import LakeSettings
 from pipelines.derived import combined, commit_table, rows_table
-from pipelines.folding import MADE, CubeRows, LoggedEvent, fold_cube
+from pipelines.folding import EV, MADE, CubeRows, LoggedEvent, fold_cube
 from tests.memlake import builders as b
 
 _AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -186,3 +188,43 @@ def test_an_erasure_rewrites_versions_the_table_holds_past_the_cut(tmp_path: Pat
         (m.memory_id, m.version): (m.status.value, None) for history in expected.values() for m in history
     }
     assert len(found) == 5  # m1 v1-v3 and m2 v1-v2, every one erased
+
+
+def test_what_another_writer_committed_first_is_not_counted_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer commits part of this batch's usage (events version 2) after this one has
+    its rows and before it writes: the writer picks the rows past the watermark it finds then,
+    and the read is counted once (before, the rows picked at the start counted it twice)."""
+    lake = Lake(LakeSettings(root=str(tmp_path / "lake")))
+    commit_table(lake, "usage", [], watermark=1)
+    at = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+    def read(ev: int) -> dict[str, object]:
+        return {
+            "day": at.date(),
+            "cube_id": "c1",
+            "memory_id": "m1",
+            "access_count": 1,
+            "last_accessed_at": at,
+            EV: ev,
+        }
+
+    real = Lake.write_to
+    others: list[int] = []
+
+    def another_writer_first(self: Lake, name: str, write: Any) -> Any:
+        if name == "usage" and not others:
+            others.append(0)  # before: the other writer's own write comes through here too
+            other = commit_table(Lake(self.settings), "usage", [rows_table("usage", [read(2)])], watermark=2)
+            others[0] = other.rows
+        return real(self, name, write)
+
+    monkeypatch.setattr(Lake, "write_to", another_writer_first)
+    result = commit_table(lake, "usage", [rows_table("usage", [read(2), read(3)])], watermark=3)
+
+    assert others == [1]
+    assert result.rows == 1  # the read of events version 3 only
+    usage = scan(lake.table("usage"), spec("usage"))
+    assert usage.column("access_count").to_pylist() == [2]
+    assert lake.watermark("usage") == 3
