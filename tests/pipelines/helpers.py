@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from lake.compare import compare_table
 from lake.rows import memory_from_json
@@ -54,3 +55,8 @@ def assert_same_tables(left: Lake, right: Lake, tables: Iterable[str] = TABLES) 
 
 def with_root(settings: Settings, root: str) -> Settings:
     return settings.model_copy(update={"lake": settings.lake.model_copy(update={"root": root})})
+
+
+def with_pipelines(settings: Settings, **values: Any) -> Settings:
+    """`settings` with other `pipelines` values (batch size, state cache, maintenance)."""
+    return settings.model_copy(update={"pipelines": settings.pipelines.model_copy(update=values)})

@@ -26,7 +26,7 @@ from memlake.settings import Settings
 from pipelines.follow import run_jobs
 from pipelines.rebuild import run_rebuild
 from tests.pipelines.cli_env import child_environment, start_materialize
-from tests.pipelines.helpers import expected_memories, lake_memories, produce, pure_fold
+from tests.pipelines.helpers import expected_memories, lake_memories, produce, pure_fold, with_pipelines
 
 pytestmark = pytest.mark.integration
 
@@ -59,10 +59,7 @@ def test_a_follower_whose_commit_another_writer_made_first_plans_the_batch_again
         real(dt, table, rows, **kwargs)
 
     monkeypatch.setattr(writer_module, "_write_rows", another_writer_first)
-    mine = settings.model_copy(
-        update={"pipelines": settings.pipelines.model_copy(update={"batch_max_events": 300})}
-    )
-    done = run_jobs(mine)
+    done = run_jobs(with_pipelines(settings, batch_max_events=300))
 
     assert others == [0], log.read_text()
     assert done.conflicts >= 1  # memory_versions at least: the other process committed it first
@@ -90,8 +87,7 @@ def test_two_followers_started_together_both_finish_with_the_tables_of_one(
 
 
 def _small_batches(settings: Settings) -> Settings:
-    pipelines = settings.pipelines.model_copy(update={"batch_max_events": 300, "maintenance_every": 2})
-    return settings.model_copy(update={"pipelines": pipelines})
+    return with_pipelines(settings, batch_max_events=300, maintenance_every=2)
 
 
 def test_a_compaction_started_during_the_followers_own_is_refused_and_no_row_is_doubled(

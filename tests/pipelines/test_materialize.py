@@ -32,6 +32,7 @@ from tests.pipelines.helpers import (
     lake_memories,
     produce,
     pure_fold,
+    with_pipelines,
     with_root,
 )
 
@@ -39,9 +40,7 @@ pytestmark = pytest.mark.integration
 
 
 def _small(settings: Settings, batch: int = 400) -> Settings:
-    return settings.model_copy(
-        update={"pipelines": settings.pipelines.model_copy(update={"batch_max_events": batch})}
-    )
+    return with_pipelines(settings, batch_max_events=batch)
 
 
 def test_land_and_materialize_give_the_pure_fold_and_bad_records_go_to_the_dlq(settings: Settings) -> None:

@@ -19,6 +19,7 @@ from tests.pipelines.helpers import (
     lake_memories,
     produce,
     pure_fold,
+    with_pipelines,
     with_root,
 )
 
@@ -107,12 +108,9 @@ def test_many_small_batches_with_kept_states_give_the_tables_of_lake_reads(setti
     # Rollbacks, erasures, merges, duplicates and refused events across 5 batches.
     events = generate(500, cubes=4, seed=21)
     produce(settings.kafka, events)
-    small = {"batch_max_events": 100}
-    kept = with_root(settings, f"{settings.lake.root}-kept")
-    kept = kept.model_copy(update={"pipelines": kept.pipelines.model_copy(update=small)})
-    read = with_root(settings, f"{settings.lake.root}-read")
-    read = read.model_copy(
-        update={"pipelines": read.pipelines.model_copy(update={**small, "state_cache_versions": 0})}
+    kept = with_pipelines(with_root(settings, f"{settings.lake.root}-kept"), batch_max_events=100)
+    read = with_pipelines(
+        with_root(settings, f"{settings.lake.root}-read"), batch_max_events=100, state_cache_versions=0
     )
     cache = state_cache(kept.lake.root, kept.pipelines.state_cache_versions)
     run_jobs(kept)
