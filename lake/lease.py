@@ -87,9 +87,10 @@ class Lease:
         with delta_errors(f"_leases/{self.name}"):
             return _state_of(self._open())
 
-    def acquire(self) -> None:
-        """Take the lease, or raise `LeaseHeldError` naming who holds it."""
-        self._take(renewing=False)
+    def acquire(self, *, taking_over: str | None = None) -> None:
+        """Take the lease, or raise `LeaseHeldError` naming who holds it. `taking_over`: a holder
+        known to be dead, whose lease is taken before it expires (if it still holds it)."""
+        self._take(renewing=False, taking_over=taking_over)
 
     def renew(self) -> None:
         """Extend the lease held, when less than half its time is left; `LeaseHeldError` when
@@ -122,13 +123,13 @@ class Lease:
         finally:
             self.release()
 
-    def _take(self, *, renewing: bool) -> None:
+    def _take(self, *, renewing: bool, taking_over: str | None = None) -> None:
         with delta_errors(f"_leases/{self.name}"):
             dt = self._open()
             state = _state_of(dt)
             now = datetime.now(UTC)
             lost = renewing and state.holder != self.holder
-            if lost or state.held_by_other(self.holder, now):
+            if lost or (state.held_by_other(self.holder, now) and state.holder != taking_over):
                 self._expires_at = None
                 raise LeaseHeldError(self.name, state.holder, state.expires_at)
             expires_at = now + timedelta(seconds=self.seconds)

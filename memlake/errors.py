@@ -219,7 +219,8 @@ class InfrastructureError(MemlakeError):
 
 
 class LeaseHeldError(InfrastructureError):
-    """Another process holds the lease this work needs (another compaction of the same lake)."""
+    """Another process holds the lease this work needs (another compaction of the same lake,
+    another writer of its derived tables)."""
 
     def __init__(self, lease: str, holder: str | None, expires_at: datetime | None) -> None:
         self.lease = lease

@@ -192,6 +192,13 @@ class PipelineSettings(_Section):
     read_timeout_s: Annotated[float, Field(gt=0)] = Field(
         60.0, description="How long a reader waits for a Kafka offset range before it fails."
     )
+    writer_lease_s: Annotated[float, Field(ge=0)] = Field(
+        60.0,
+        description="How long the lease that makes one process the lake's writer (land and materialize) "
+        "lasts unless renewed (its holder renews it from a thread). Another follower stands by until it is "
+        "released or expires; a one-shot run refuses. 0: no lease, two writers rely on commit conflicts "
+        "alone (both stay exact; the second folds every batch for nothing).",
+    )
 
 
 class ModelSettings(_Section):

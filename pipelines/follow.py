@@ -2,11 +2,12 @@
 
 One-shot mode runs until both jobs are caught up; follow mode keeps going,
 a micro-batch at a time, and stops cleanly (between two batches, never inside
-a commit) when asked to, e.g. on SIGTERM. Another writer on the same lake (a
-second follower, the overlap of a rolling deploy) costs batches, not
-correctness: the commit that comes second conflicts with the first (the same
-transaction id, or the files it rewrote), lands nothing, and the batch is
-planned again from the lake as it is then. Every `maintenance_every` batches
+a commit) when asked to, e.g. on SIGTERM. Only the holder of the writer lease
+runs batches (pipelines.writer_lease): a second follower stands by until the
+first stops or dies, and a one-shot run refuses. Two writers anyway (the lease
+off, or outlived) cost batches, not correctness: the commit that comes second
+conflicts with the first (the same transaction id, or the files it rewrote),
+lands nothing, and the batch is planned again from the lake as it is then. Every `maintenance_every` batches
 it compacts and checkpoints the tables, so that many small commits do not
 slow them down.
 
@@ -40,6 +41,7 @@ from pipelines.land import Land, plan_land
 from pipelines.materialize import Materialize
 from pipelines.options import metric, pipeline_options
 from pipelines.prepared import PreparedPipeline
+from pipelines.writer_lease import WRITER_LEASE, WriterLease
 
 _log = logging.getLogger(__name__)
 _LAND = "memlake.land"
@@ -124,13 +126,55 @@ def _run_jobs(
 ) -> Progress:
     progress = Progress(started=time.monotonic())
     lake = Lake(settings.lake)
-    lake.ensure_all()
+    writer = (
+        WriterLease(lake, seconds=settings.pipelines.writer_lease_s)
+        if settings.pipelines.writer_lease_s
+        else None
+    )
+    try:
+        return _batches(
+            settings, lake, writer, progress, follow=follow, stop=stop, beam_args=beam_args, report=report
+        )
+    finally:
+        if writer is not None:
+            writer.release()
+
+
+def _batches(
+    settings: Settings,
+    lake: Lake,
+    writer: WriterLease | None,
+    progress: Progress,
+    *,
+    follow: bool,
+    stop: threading.Event,
+    beam_args: Sequence[str],
+    report: Callable[[Progress], None],
+) -> Progress:
     every = settings.pipelines.maintenance_every
     batch = PreparedPipeline(
         lambda pipeline: pipeline | "Batch" >> LandThenMaterialize(settings),
         pipeline_options(settings.pipelines, beam_args),
     )
+    standing_by: list[str | None] = []  # the holders this process stood by for, in turn
+    ensured = False
     while not stop.is_set():
+        held = writer.claim() if writer is not None else None
+        if held is not None:
+            if not follow:
+                raise held
+            if not standing_by or standing_by[-1] != held.holder:
+                _log.warning("standing by: %s", held)  # once per holder, not once a look
+                standing_by.append(held.holder)
+            stop.wait(settings.pipelines.follow_interval_s)
+            continue
+        if standing_by:
+            _log.warning("took the lease %r: this process writes the lake now", WRITER_LEASE)
+            standing_by.clear()
+        if not ensured:
+            # Only the writer creates missing tables: two processes creating one race.
+            lake.ensure_all()
+            ensured = True
         if not _has_work(settings, lake):
             # Checked before running the graph: an idle follower would otherwise pay a
             # whole batch's fixed cost (a second of CPU) every `follow_interval_s`.

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from memlake.errors import ConsistencyTimeoutError, MemlakeError, SnapshotUnavailableError
+from memlake.errors import ConsistencyTimeoutError, LeaseHeldError, MemlakeError, SnapshotUnavailableError
 from memlake.model import utcnow
 from serving.embeddings import Embedder
 from serving.snapshot import ContentOpener, CubeShard, ServingSnapshot, SnapshotSource, index_key
@@ -48,6 +48,7 @@ class KeeperStats:
     unflushed_rows: int = 0
     last_advance_s: float = 0.0
     pipeline_runs: int = 0
+    writer_elsewhere: str | None = None  # the lease holder the embedded pipeline leaves the lake to
 
 
 class SnapshotKeeper:
@@ -182,7 +183,16 @@ class SnapshotKeeper:
         snapshot = self._snapshot
         if snapshot is not None and self._pipeline_due is not None and not self._pipeline_due(snapshot):
             return
-        self._pipeline_step()
+        try:
+            self._pipeline_step()
+        except LeaseHeldError as e:
+            # Another process (`memlake materialize --follow`) is the lake's writer and keeps
+            # it current: nothing for this one to do, and no error to count every round.
+            if self.stats.writer_elsewhere != e.holder:
+                log.warning("embedded land/materialize left to the lake's writer: %s", e)
+                self.stats.writer_elsewhere = e.holder
+            return
+        self.stats.writer_elsewhere = None
         self.stats.pipeline_runs += 1
 
     def _load(self) -> None:

@@ -26,13 +26,16 @@ from lake.maintenance import vacuum
 from lake.schemas import DERIVED_TABLES
 from lake.snapshot import open_snapshot
 from lake.tables import Lake
-from memlake.errors import ArtifactError, InfrastructureError, VectorIndexError
+from memlake.errors import ArtifactError, InfrastructureError, LeaseHeldError, VectorIndexError
 from memlake.model import Actor, MemoryKind
 from memlake.settings import Settings
 from pipelines.consolidation_tables import HOT_MEMORIES, HOT_SCHEMA, VECTORS, VECTORS_SCHEMA, OwnTable
 from pipelines.erasure import Footprint, check_permission, erasure_events, find_footprint, forget_derived
 from streams.producer import Delivery, EventProducer
 from streams.sealing import LocalKeyStore
+
+# `--materialize` while another process is the lake's writer: how long to wait for it instead.
+_WAIT_FOR_WRITER_S = 120.0
 
 
 @dataclass
@@ -178,9 +181,14 @@ def erase_subject(
     if materialize:
         from pipelines.follow import run_jobs
 
-        run_jobs(settings)
-        report.materialized = True
-    elif wait_s is not None and report.events:
+        try:
+            run_jobs(settings)
+            report.materialized = True
+        except LeaseHeldError as e:
+            # A follower writes the lake: it materializes the erasure, this process waits for it.
+            report.notes.append(f"land and materialize left to the lake's running writer ({e.holder})")
+            wait_s = _WAIT_FOR_WRITER_S if wait_s is None else wait_s
+    if not report.materialized and wait_s is not None and report.events:
         report.materialized = _wait_covered(settings, report.events, wait_s)
         if not report.materialized:
             report.notes.append(f"the lake did not cover the erasure within {wait_s:g} s; vacuum skipped")

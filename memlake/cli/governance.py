@@ -103,7 +103,10 @@ def register(commands: Any) -> None:
     erase.add_argument("--dry-run", action="store_true", help="show the footprint, change nothing")
     after = erase.add_mutually_exclusive_group()
     after.add_argument(
-        "--materialize", action="store_true", help="land and materialize now, then vacuum (one machine)"
+        "--materialize",
+        action="store_true",
+        help="land and materialize now, then vacuum (one machine); while a follower is the lake's "
+        "writer, wait up to 120 s for it instead",
     )
     after.add_argument(
         "--wait", type=float, metavar="SECONDS", help="wait for the running materializer, then vacuum"

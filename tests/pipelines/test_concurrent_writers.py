@@ -1,6 +1,10 @@
 """Two writers on one lake (a second follower, the overlap of a rolling deploy): the commit
 that comes second is refused, lands nothing, and its batch is planned again; both finish,
-and the tables are what one writer alone makes."""
+and the tables are what one writer alone makes.
+
+The writer lease (tests/pipelines/test_writer_lease.py) keeps a second process from writing
+at all; these tests turn it off (`writer_lease_s=0`) to reach the commits beneath it, which
+two writers still meet when a holder outlives its lease (its host stalled)."""
 
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from tests.pipelines.cli_env import child_environment, start_materialize
 from tests.pipelines.helpers import expected_memories, lake_memories, produce, pure_fold, with_pipelines
 
 pytestmark = pytest.mark.integration
+_NO_LEASE = {"MEMLAKE_PIPELINES_WRITER_LEASE_S": "0"}
 
 
 def _converged(settings: Settings, events: list[Any]) -> None:
@@ -48,7 +53,7 @@ def test_a_follower_whose_commit_another_writer_made_first_plans_the_batch_again
     another `memlake materialize` process runs that batch to the end."""
     events = generate(600, cubes=4, seed=8)
     produce(settings.kafka, events)
-    env = child_environment(settings, tmp_path, MEMLAKE_PIPELINES_BATCH_MAX_EVENTS="300")
+    env = child_environment(settings, tmp_path, **_NO_LEASE, MEMLAKE_PIPELINES_BATCH_MAX_EVENTS="300")
     log = tmp_path / "other.log"
     real = writer_module._write_rows
     others: list[int] = []
@@ -59,7 +64,7 @@ def test_a_follower_whose_commit_another_writer_made_first_plans_the_batch_again
         real(dt, table, rows, **kwargs)
 
     monkeypatch.setattr(writer_module, "_write_rows", another_writer_first)
-    done = run_jobs(with_pipelines(settings, batch_max_events=300))
+    done = run_jobs(with_pipelines(settings, batch_max_events=300, writer_lease_s=0))
 
     assert others == [0], log.read_text()
     assert done.conflicts >= 1  # memory_versions at least: the other process committed it first
@@ -73,7 +78,7 @@ def test_two_followers_started_together_both_finish_with_the_tables_of_one(
     events = generate(3000, cubes=12, seed=9)
     produce(settings.kafka, events)
     Lake(settings.lake).ensure_all()  # before both children, so that they do not race to create them
-    env = child_environment(settings, tmp_path, MEMLAKE_PIPELINES_BATCH_MAX_EVENTS="300")
+    env = child_environment(settings, tmp_path, **_NO_LEASE, MEMLAKE_PIPELINES_BATCH_MAX_EVENTS="300")
     logs = [tmp_path / f"writer-{i}.log" for i in range(2)]
     writers = [start_materialize(env, log) for log in logs]
     try:

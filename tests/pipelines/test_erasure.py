@@ -7,6 +7,8 @@ KV caches built from it are gone and the adapter trained on it is withdrawn.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -257,3 +259,33 @@ def test_erase_leaves_no_trace_and_withdraws_what_was_built_from_the_subject(
     # Erasing again finds nothing left to erase.
     assert main(["erase", SUBJECT, "--dry-run"]) == 0
     assert "would erase subject person-7: 0 cube(s)" in capsys.readouterr().out
+
+
+def test_erase_with_materialize_leaves_it_to_the_running_follower_and_waits_for_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The follower holds the writer lease: a one-shot run would be refused."""
+    use_settings(monkeypatch, settings)
+    about = f"erin-{uuid.uuid4().hex[:6]}"
+    with MemlakeClient(settings, actor="user:alice") as client:
+        client.create_cube(about, name="about erin", policy=Policy(encrypt_content=True), subject_id=SUBJECT)
+        client.add_memory(about, SECRETS[0], memory_id="health")
+    lake = Lake(settings.lake)
+    stop = threading.Event()
+    follower = threading.Thread(target=run_jobs, args=(settings,), kwargs={"follow": True, "stop": stop})
+    follower.start()
+    try:
+        deadline = time.monotonic() + 120
+        while (about, "health") not in (lake_memories(lake) if lake.exists("memories") else {}):
+            assert time.monotonic() < deadline, "the follower did not materialize the memory"
+            time.sleep(0.2)
+        assert main(["erase", SUBJECT, "--actor", "user:alice", "--materialize"]) == 0
+        out = capsys.readouterr().out
+        assert "land and materialize left to the lake's running writer" in out
+        assert "materialized; vacuum removed" in out
+        erased = lake_memories(lake)[(about, "health")]
+        assert erased.status is MemoryStatus.ERASED
+        assert erased.content is None
+    finally:
+        stop.set()
+        follower.join(timeout=120)

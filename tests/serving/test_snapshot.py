@@ -7,8 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from lake.lease import Lease
 from lake.tables import Lake
+from memlake.errors import LeaseHeldError
 from memlake.model import utcnow
+from pipelines.follow import run_jobs
+from pipelines.writer_lease import WRITER_LEASE
 from serving.filters import MemoryFilter
 from serving.keeper import SnapshotKeeper
 from serving.milvus import open_vector_index
@@ -113,4 +117,50 @@ def test_the_index_is_reconciled_on_start_and_rebuilt_from_the_lake(stack: Stack
     finally:
         second.stop()
         second_index.close()
+        probe.close()
+
+
+def test_the_embedded_pipeline_leaves_the_lake_to_the_process_holding_the_writer_lease(
+    stack: Stack, tmp_path: Path
+) -> None:
+    cube = stack.cube("writer-elsewhere")
+    stack.remember(cube, "A follower elsewhere keeps this lake current.", settle=True)
+    serving = stack.settings.serving.model_copy(update={"milvus_uri": str(tmp_path / "other.db")})
+    settings = stack.settings.model_copy(update={"serving": serving})
+    probe = KafkaOffsetProbe(settings)
+    lake = Lake(settings.lake)
+    source = LakeSnapshotSource(lake, topic=settings.kafka.events_topic, partitions=probe.partitions)
+    index = open_vector_index(settings.serving, settings.models)
+    keeper = SnapshotKeeper(
+        source,
+        index,
+        stack.embedder,
+        opener=stack.components.opener,
+        pipeline_step=lambda: run_jobs(settings),
+    )
+    lease = Lease(lake, WRITER_LEASE, seconds=600, holder="materializer-0")
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            lease.acquire()  # once the stack's own embedded pipeline is between two runs
+            break
+        except LeaseHeldError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    try:
+        try:
+            keeper.start(follow=False)
+            keeper._run_pipeline()  # a second round: nothing more to say
+        finally:
+            lease.release()
+        assert keeper.stats.writer_elsewhere == "materializer-0"
+        assert keeper.stats.follow_errors == 0
+        assert keeper.stats.pipeline_runs == 0
+        assert cube in keeper.current().shards  # it serves what the lake holds
+        keeper._run_pipeline()  # the lease released: it lands and materializes again
+        assert keeper.stats.writer_elsewhere is None
+        assert keeper.stats.pipeline_runs == 1
+    finally:
+        keeper.stop()
+        index.close()
         probe.close()

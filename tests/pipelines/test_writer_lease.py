@@ -1,0 +1,206 @@
+"""The writer lease: one process lands and materializes a lake, another follower stands by
+and takes over when the lease is released or its holder died (real Delta; the jobs' tests
+with a real broker)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from benchmarks._lake_workload import generate
+from lake.lease import Lease
+from lake.tables import Lake
+from memlake.errors import LakeError, LeaseHeldError
+from memlake.settings import LakeSettings, Settings
+from pipelines.follow import run_jobs
+from pipelines.rebuild import run_rebuild
+from pipelines.writer_lease import WRITER_LEASE, WriterLease
+from tests.pipelines.cli_env import child_environment, start_materialize
+from tests.pipelines.helpers import expected_memories, lake_memories, produce, pure_fold
+
+
+def _lake(tmp_path: Path) -> Lake:
+    return Lake(LakeSettings(root=str(tmp_path / "lake")))
+
+
+def _until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _dead_holder() -> str:
+    """The holder id a process of this host that has exited would have had."""
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True
+    )
+    return f"{socket.gethostname()}:{int(child.stdout)}:0dead0"
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_lease(tmp_path: Path) -> None:
+    lake = _lake(tmp_path)
+    first = WriterLease(lake, seconds=60, holder="first")
+    second = WriterLease(lake, seconds=60, holder="second")
+    try:
+        assert first.claim() is None
+        held = second.claim()
+        assert held is not None
+        assert held.holder == "first"
+        assert first.claim() is None  # kept, not taken again
+        first.release()
+        assert second.claim() is None
+        assert Lease(lake, WRITER_LEASE, seconds=1).state().holder == "second"
+    finally:
+        first.release()
+        second.release()
+
+
+def test_the_holder_keeps_the_lease_renewed_past_its_length(tmp_path: Path) -> None:
+    lake = _lake(tmp_path)
+    writer = WriterLease(lake, seconds=0.8, holder="writer")
+    other = Lease(lake, WRITER_LEASE, seconds=60, holder="other")
+    try:
+        assert writer.claim() is None
+        time.sleep(2.0)  # two and a half leases: only the heartbeat keeps it
+        with pytest.raises(LeaseHeldError, match="held by writer"):
+            other.acquire()
+        assert writer.claim() is None
+    finally:
+        writer.release()
+    other.acquire()  # released: free at once, not at the expiry
+
+
+def test_a_holder_that_could_not_renew_loses_the_lease_and_stands_by(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its store failed past the expiry, and another process took the lease over meanwhile."""
+    lake = _lake(tmp_path)
+    writer = WriterLease(lake, seconds=0.4, holder="stalled")
+    real_renew = Lease.renew
+
+    def store_down(self: Lease) -> None:
+        raise LakeError(f"_leases/{self.name}", "the store is unreachable")
+
+    monkeypatch.setattr(Lease, "renew", store_down)
+    try:
+        assert writer.claim() is None
+        time.sleep(0.6)
+        other = Lease(lake, WRITER_LEASE, seconds=60, holder="successor")
+        other.acquire()  # expired: taken over
+        monkeypatch.setattr(Lease, "renew", real_renew)
+        _until(lambda: writer.claim() is not None)
+        held = writer.claim()
+        assert held is not None
+        assert held.holder == "successor"
+        assert other.state().holder == "successor"  # the stalled one released nothing of theirs
+    finally:
+        writer.release()
+
+
+def test_a_lease_whose_holder_died_on_this_host_is_taken_at_once(tmp_path: Path) -> None:
+    lake = _lake(tmp_path)
+    dead = Lease(lake, WRITER_LEASE, seconds=600, holder=_dead_holder())
+    dead.acquire()
+    writer = WriterLease(lake, seconds=60, holder=f"{socket.gethostname()}:1:restarted")
+    try:
+        assert writer.claim() is None
+    finally:
+        writer.release()
+    # One of another host, or one still running here, is waited for.
+    for holder in ("elsewhere:4242:abc", f"{socket.gethostname()}:{os.getpid()}:alive"):
+        with Lease(lake, WRITER_LEASE, seconds=600, holder=holder).held():
+            held = WriterLease(lake, seconds=60).claim()
+            assert held is not None
+            assert held.holder == holder
+
+
+@pytest.mark.integration
+def test_a_one_shot_run_refuses_while_another_process_is_the_writer(settings: Settings) -> None:
+    produce(settings.kafka, generate(50, cubes=2, seed=3))
+    lake = Lake(settings.lake)
+    with Lease(lake, WRITER_LEASE, seconds=600, holder="follower-1").held():
+        with pytest.raises(LeaseHeldError, match="lease 'writer' on the lake: held by follower-1"):
+            run_jobs(settings)
+        assert not lake.exists("events")  # nothing created, nothing landed
+    assert run_jobs(settings).landed == 50
+
+
+@pytest.mark.integration
+def test_a_standby_folds_nothing_and_takes_over_once_the_lease_is_released(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    events = generate(400, cubes=4, seed=5)
+    produce(settings.kafka, events)
+    lake = Lake(settings.lake)
+    other = Lease(lake, WRITER_LEASE, seconds=600, holder="the other follower")
+    other.acquire()
+    stop = threading.Event()
+    done: list[object] = []
+    with caplog.at_level(logging.WARNING, logger="pipelines.follow"):
+        standby = threading.Thread(target=lambda: done.append(run_jobs(settings, follow=True, stop=stop)))
+        standby.start()
+        try:
+            _until(
+                lambda: "standing by: lease 'writer' on the lake: held by the other follower" in caplog.text
+            )
+            time.sleep(1.0)  # several looks at the lease: still standing by, nothing written
+            assert caplog.text.count("standing by") == 1  # said once, not once a look
+            assert not lake.exists("events")
+            other.release()
+            _until(lambda: lake.watermark("memories") == lake.version("events") > 0)
+            _until(lambda: lake_memories(lake) == expected_memories(pure_fold(events)))
+        finally:
+            stop.set()
+            standby.join(timeout=120)
+    assert "this process writes the lake now" in caplog.text
+    assert Lease(lake, WRITER_LEASE, seconds=1).state().holder is None  # released when it stopped
+
+
+@pytest.mark.integration
+def test_a_second_follower_stands_by_until_the_first_stops_then_carries_on(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Two `memlake materialize --follow` processes, as in a rolling deploy."""
+    events = generate(1500, cubes=12, seed=12)
+    produce(settings.kafka, events)
+    lake = Lake(settings.lake)
+    env = child_environment(settings, tmp_path, MEMLAKE_PIPELINES_BATCH_MAX_EVENTS="300")
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    first = start_materialize(env, logs[0], "--follow")
+    processes = [first]
+    try:
+        _until(lambda: "batch 1:" in logs[0].read_text(), timeout_s=300)
+        second = start_materialize(env, logs[1], "--follow")
+        processes.append(second)
+        _until(
+            lambda: "standing by: lease 'writer' on the lake: held by" in logs[1].read_text(), timeout_s=300
+        )
+        _until(lambda: lake_memories(lake) == expected_memories(pure_fold(events)), timeout_s=300)
+        assert "batch " not in logs[1].read_text()  # it folded nothing while the first wrote
+
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=120) == 0, logs[0].read_text()[-3000:]
+        more = generate(600, cubes=12, seed=13)
+        produce(settings.kafka, more)
+        _until(lambda: lake_memories(lake) == expected_memories(pure_fold(events + more)), timeout_s=300)
+        assert "this process writes the lake now" in logs[1].read_text()
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=120) == 0, logs[1].read_text()[-3000:]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    result = run_rebuild(settings, verify=True)
+    assert result.equal, [d for d in result.differences if not d.equal]
