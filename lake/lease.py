@@ -84,8 +84,15 @@ class Lease:
         return f"{self._lake.root}/_leases/{self.name}"
 
     def state(self) -> LeaseState:
+        """The lease as it stands (free, at version -1, if never taken): a read, creating nothing."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
         with delta_errors(f"_leases/{self.name}"):
-            return _state_of(self._open())
+            try:
+                return _state_of(DeltaTable(self.uri, storage_options=self._lake.storage_options))
+            except TableNotFoundError:
+                return LeaseState(-1, None, None)
 
     def acquire(self, *, taking_over: str | None = None) -> None:
         """Take the lease, or raise `LeaseHeldError` naming who holds it. `taking_over`: a holder
