@@ -25,7 +25,7 @@ from typing import Any
 from lake.lease import Lease
 from lake.schemas import TABLES
 from lake.tables import WATERMARK_KEY, Lake, delta_errors, materialize_app_id
-from memlake.errors import ConcurrentWriteError, LakeError
+from memlake.errors import LakeError
 
 # Tables read per cube: compaction clusters their rows by cube.
 _Z_ORDER: dict[str, list[str]] = {
@@ -141,14 +141,8 @@ def restore(lake: Lake, name: str, *, version: int) -> MaintenanceReport:
         app_transactions=[Transaction(materialize_app_id(table.name), mark)],
         custom_metadata={WATERMARK_KEY: str(mark)},
     )
-    try:
-        with delta_errors(name):
-            metrics = dt.restore(version, commit_properties=properties)
-    except LakeError as e:
-        # delta-rs refuses a restore that another commit overtook with a bare message: say so.
-        if isinstance(e, ConcurrentWriteError) or lake.table(name).version() == latest:
-            raise
-        raise ConcurrentWriteError(
-            name, f"another writer committed after version {latest} while it was restored; restore again"
-        ) from e
+    # delta-rs refuses a restore that another commit overtook with a bare message: the
+    # table's version tells.
+    with delta_errors(name, started_at=lambda: (latest, lake.stored_version(name))):
+        metrics = dt.restore(version, commit_properties=properties)
     return MaintenanceReport(name, "restore", {"to_version": version, "watermark": mark, **dict(metrics)})

@@ -66,9 +66,17 @@ _CONFLICT = re.compile(r"concurrent|existing table version|commit attempts", re.
 
 
 @contextmanager
-def delta_errors(table: str) -> Iterator[None]:
+def delta_errors(
+    table: str, *, started_at: Callable[[], tuple[int, int] | None] | None = None
+) -> Iterator[None]:
     """Translate delta-rs errors into `LakeError` with the table's name: a conflict with
-    another writer's commit into `ConcurrentWriteError`."""
+    another writer's commit into `ConcurrentWriteError`.
+
+    `started_at` tells a conflict whatever delta-rs' words: it gives the version the commit
+    started from and the table's version now (None: not known), read only once a commit
+    failed. Some refusals say nothing of a conflict (a restore's "Failed to commit
+    transaction: 0"), and the words may change between delta-rs versions.
+    """
     from deltalake.exceptions import CommitFailedError, DeltaError
 
     try:
@@ -78,9 +86,28 @@ def delta_errors(table: str) -> Iterator[None]:
         # conflict is worth planning again.
         if _CONFLICT.search(str(e)):
             raise ConcurrentWriteError(table, f"another writer committed first: {e}") from e
+        versions = _versions(table, started_at)
+        if versions is not None and versions[1] > versions[0]:
+            first, now = versions
+            raise ConcurrentWriteError(
+                table, f"another writer committed after version {first} (now at {now}): {e}"
+            ) from e
         raise LakeError(table, f"{type(e).__name__}: {e}") from e
     except (DeltaError, OSError) as e:
         raise LakeError(table, f"{type(e).__name__}: {e}") from e
+
+
+def _versions(table: str, started_at: Callable[[], tuple[int, int] | None] | None) -> tuple[int, int] | None:
+    """`started_at()`, or None when it is not known or cannot be read now (the store failed:
+    the commit's own error says more)."""
+    from deltalake.exceptions import DeltaError
+
+    if started_at is None:
+        return None
+    try:
+        return started_at()
+    except (DeltaError, OSError, LakeError):
+        return None
 
 
 _HEAD = "head"  # the memo of a `Head` per table version: read by `head`, known by writers
@@ -210,8 +237,24 @@ class Lake:
         """`write` on the table at its newest version, kept open per process for writes
         (lake.heads; one write per table at a time). `write` must not keep the table."""
         self.ensure(name)
+        started: list[int] = []
+
+        def tracked(dt: DeltaTable) -> T:
+            started.append(int(dt.version()))
+            return write(dt)
+
+        def moved() -> tuple[int, int] | None:
+            return (started[0], self.stored_version(name)) if started else None
+
+        with delta_errors(name, started_at=moved):
+            return table_heads().write(self.uri(name), self.storage_options, tracked)
+
+    def stored_version(self, name: str) -> int:
+        """The table's newest version as the store has it now (no version this process keeps)."""
+        from deltalake import DeltaTable
+
         with delta_errors(name):
-            return table_heads().write(self.uri(name), self.storage_options, write)
+            return int(DeltaTable(self.uri(name), storage_options=self.storage_options).version())
 
     def version(self, name: str) -> int:
         return self._read_head(name, lambda dt: int(dt.version()))

@@ -502,6 +502,32 @@ def test_a_restore_another_commit_overtook_is_refused_as_a_concurrent_write(tmp_
     assert Lake(settings).head("memories") == Head(3, 3, settled=True)  # the batch, not the restore
 
 
+def test_a_refused_commit_is_a_concurrent_write_when_the_table_moved_whatever_delta_rs_says(
+    tmp_path: Path,
+) -> None:
+    """delta-rs' words for a refusal vary ("Failed to commit transaction: 0"); the version tells."""
+    from deltalake import write_deltalake
+    from deltalake.exceptions import CommitFailedError
+
+    lake = Lake(LakeSettings(root=str(tmp_path / "lake")))
+    TableWriter(lake).commit_derived("memories", _empty("memories"), watermark=1)
+
+    def overtaken(dt: Any) -> None:
+        other = lake.table("memories")  # another writer's commit lands first
+        write_deltalake(other, _empty("memories"), mode="append")
+        raise CommitFailedError("Failed to commit transaction: 0")
+
+    with pytest.raises(ConcurrentWriteError, match=r"committed after version 1 \(now at 2\)"):
+        lake.write_to("memories", overtaken)
+
+    def refused(dt: Any) -> None:
+        raise CommitFailedError("Failed to commit transaction: 0")
+
+    with pytest.raises(LakeError) as failed:  # nothing moved: not worth planning again
+        lake.write_to("memories", refused)
+    assert not isinstance(failed.value, ConcurrentWriteError)
+
+
 def test_commits_leave_expired_log_files_to_maintenance(tmp_path: Path) -> None:
     """Dropping expired log files lists the whole log: commits leave it to `checkpoint`."""
     settings = LakeSettings(root=str(tmp_path / "lake"), checkpoint_interval=5)
