@@ -24,7 +24,7 @@ import pyarrow.dataset as ds
 
 from lake.scan import scan, sql_in, without_views
 from lake.schemas import STATE_TABLES, bucket_of
-from lake.tables import PART_KEY, REWRITES_KEY, WATERMARK_KEY, Lake, delta_errors
+from lake.tables import PART_KEY, REWRITES_KEY, Lake, delta_errors, watermark_set_by
 from memlake.errors import LakeError
 
 if TYPE_CHECKING:
@@ -57,8 +57,9 @@ def watermark_versions(lake: Lake, name: str) -> dict[int, int]:
     current = -1
     rewritten = False
     for entry in reversed(lake.commit_log(name)):
-        if WATERMARK_KEY in entry:
-            current, rewritten = int(entry[WATERMARK_KEY]), False
+        mark = watermark_set_by(entry)
+        if mark is not None:
+            current, rewritten = mark, False
         rewritten = rewritten or REWRITES_KEY in entry
         if PART_KEY not in entry and not rewritten:
             out[current] = int(entry["version"])

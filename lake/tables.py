@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "Head",
     "Lake",
+    "watermark_set_by",
     "land_app_id",
     "materialize_app_id",
     "WATERMARK_KEY",
@@ -123,12 +124,19 @@ class Head(NamedTuple):
     settled: bool
 
 
+def watermark_set_by(commit: dict[str, Any]) -> int | None:
+    """The watermark a commit (an entry of a table's history) moved its table to; None for a
+    commit that moved none (maintenance, an erasure's rewrite, a part of a batch)."""
+    mark = commit.get(WATERMARK_KEY)
+    return None if mark is None else int(mark)
+
+
 def _head_of(name: str, dt: DeltaTable) -> Head:
     version = int(dt.version())
     # The last commit's metadata from the same state of the log as the version and watermark:
     # a commit landing between two reads could pair one version with another's metadata.
     last = dt.history(1)[0] if version > 0 else {}
-    return Head(version, _watermark_of(name, dt), version == 0 or WATERMARK_KEY in last)
+    return Head(version, _watermark_of(name, dt), version == 0 or watermark_set_by(last) is not None)
 
 
 def _watermark_of(name: str, dt: DeltaTable) -> int:

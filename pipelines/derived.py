@@ -98,12 +98,12 @@ def commit_table(
     table = spec(name)
     schema = _schema(name)
     tables = [p for p in parts if p.num_rows]
-    fold_rows = pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
 
     def rows_at(current: int) -> BatchRows:
         # `current`: the table's watermark, read by the writer from the table brought up to
-        # date (another writer may have committed part of what this batch holds).
-        data = fold_rows
+        # date (another writer may have committed part of what this batch holds). Called only
+        # for a table that lacks the batch: a rerun after a crash skips the others unread.
+        data = pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
         if table.mode != "upsert":
             if not overwrite and current >= 0:
                 data = data.filter(pc.greater(data.column(EV), current))
