@@ -15,19 +15,22 @@ stalled past the expiry and another process took over), the batch it is
 running may still commit: that is the two-writers case above, exact, and the
 process stands by after it.
 
-A holder that died on this host is known at once: its process id is gone. A
+A holder that died on this host is known at once: its process id is gone from
+this pid namespace (or is this process's own, which does not hold it). A
 follower restarted after a crash then takes over without waiting for the
-expiry. On another host only the expiry tells.
+expiry. In another host or container (another pid namespace) only the expiry
+tells.
 """
 
 from __future__ import annotations
 
-__all__ = ["WriterLease", "WRITER_LEASE"]
+__all__ = ["WriterLease", "WRITER_LEASE", "holder_id"]
 
 import logging
 import os
 import socket
 import threading
+import uuid
 
 from lake.lease import Lease
 from lake.tables import Lake
@@ -37,12 +40,40 @@ _log = logging.getLogger(__name__)
 WRITER_LEASE = "writer"
 
 
+# The holder ids the writer leases of this process hold now.
+_HELD_HERE: set[str] = set()
+
+
+def _pid_namespace() -> str:
+    """The inode of this process's pid namespace ("" where there is none to read: not Linux).
+
+    Process ids mean something only within one namespace: two containers sharing the
+    host's name (host networking) each have their own, and a pid of one is not the other's."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
+def holder_id(pid: int, nonce: str) -> str:
+    """A writer's holder id: `host:pid:pid-namespace:nonce`, which `_died_here` can check."""
+    return f"{socket.gethostname()}:{pid}:{_pid_namespace()}:{nonce}"
+
+
 def _died_here(holder: str) -> bool:
-    """Whether `holder` was a process of this host that is gone (holder ids: host:pid:nonce)."""
-    host, _, rest = holder.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
+    """Whether `holder` was a process of this host and pid namespace that is gone.
+
+    A holder with this process's own id that this process does not hold died too (its
+    pid was reused by this process). Any other holder, or an id of another form, is
+    waited for until its lease expires."""
+    parts = holder.split(":")
+    if len(parts) != 4:
         return False
+    host, pid, namespace, _ = parts
+    if host != socket.gethostname() or namespace != _pid_namespace() or not namespace or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return holder not in _HELD_HERE
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -56,7 +87,9 @@ class WriterLease:
     """This process's claim to be the lake's writer; `seconds` as `pipelines.writer_lease_s`."""
 
     def __init__(self, lake: Lake, *, seconds: float, holder: str | None = None) -> None:
-        self._lease = Lease(lake, WRITER_LEASE, seconds=seconds, holder=holder)
+        self._lease = Lease(
+            lake, WRITER_LEASE, seconds=seconds, holder=holder or holder_id(os.getpid(), uuid.uuid4().hex[:8])
+        )
         self._holding = False
         self._lost: LeaseHeldError | None = None
         self._stop = threading.Event()
@@ -89,6 +122,7 @@ class WriterLease:
             _log.warning("lease %r: its holder %s is no longer running; taking it over", e.lease, e.holder)
             self._lease.acquire(taking_over=e.holder)
         self._holding, self._lost = True, None
+        _HELD_HERE.add(self.holder)
         self._stop.clear()
         self._heartbeat = threading.Thread(target=self._beat, name="memlake-writer-lease", daemon=True)
         self._heartbeat.start()
@@ -101,6 +135,7 @@ class WriterLease:
             self._heartbeat = None
         if self._holding:
             self._holding = False
+            _HELD_HERE.discard(self.holder)
             self._lease.release()
 
     def _beat(self) -> None:

@@ -24,7 +24,7 @@ from memlake.errors import LakeError, LeaseHeldError
 from memlake.settings import LakeSettings, Settings
 from pipelines.follow import run_jobs
 from pipelines.rebuild import run_rebuild
-from pipelines.writer_lease import WRITER_LEASE, WriterLease
+from pipelines.writer_lease import WRITER_LEASE, WriterLease, holder_id
 from tests.pipelines.cli_env import child_environment, start_materialize
 from tests.pipelines.helpers import expected_memories, lake_memories, produce, pure_fold
 
@@ -45,7 +45,7 @@ def _dead_holder() -> str:
     child = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True
     )
-    return f"{socket.gethostname()}:{int(child.stdout)}:0dead0"
+    return holder_id(int(child.stdout), "0dead0")
 
 
 def test_a_second_writer_is_refused_while_the_first_holds_the_lease(tmp_path: Path) -> None:
@@ -112,17 +112,43 @@ def test_a_lease_whose_holder_died_on_this_host_is_taken_at_once(tmp_path: Path)
     lake = _lake(tmp_path)
     dead = Lease(lake, WRITER_LEASE, seconds=600, holder=_dead_holder())
     dead.acquire()
-    writer = WriterLease(lake, seconds=60, holder=f"{socket.gethostname()}:1:restarted")
+    writer = WriterLease(lake, seconds=60)
     try:
         assert writer.claim() is None
     finally:
         writer.release()
-    # One of another host, or one still running here, is waited for.
-    for holder in ("elsewhere:4242:abc", f"{socket.gethostname()}:{os.getpid()}:alive"):
-        with Lease(lake, WRITER_LEASE, seconds=600, holder=holder).held():
-            held = WriterLease(lake, seconds=60).claim()
-            assert held is not None
-            assert held.holder == holder
+    # A process id this process reused: this very id, which it does not hold.
+    with Lease(lake, WRITER_LEASE, seconds=600, holder=holder_id(os.getpid(), "before")).held():
+        restarted = WriterLease(lake, seconds=60)
+        try:
+            assert restarted.claim() is None
+        finally:
+            restarted.release()
+    # One of another host or pid namespace (another container), one still running here, one of
+    # the old form host:pid:nonce, or another lease of this process, is waited for.
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    here = WriterLease(lake, seconds=60, holder=holder_id(os.getpid(), "sibling"))
+    dead_pid = _dead_holder().split(":")[1]
+    waited = (
+        f"elsewhere:{dead_pid}:{holder_id(0, '').split(':')[2]}:abc",
+        f"{socket.gethostname()}:{dead_pid}:4026531836999:abc",
+        holder_id(running.pid, "alive"),
+        f"{socket.gethostname()}:{dead_pid}:abc",
+    )
+    try:
+        for holder in waited:
+            with Lease(lake, WRITER_LEASE, seconds=600, holder=holder).held():
+                held = WriterLease(lake, seconds=60).claim()
+                assert held is not None
+                assert held.holder == holder
+        assert here.claim() is None
+        held = WriterLease(lake, seconds=60).claim()
+        assert held is not None
+        assert held.holder == here.holder
+    finally:
+        here.release()
+        running.kill()
+        running.wait()
 
 
 @pytest.mark.integration
