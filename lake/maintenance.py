@@ -27,6 +27,7 @@ from lake.schemas import TABLES
 from lake.tables import WATERMARK_KEY, Lake, delta_errors, materialize_app_id
 from memlake.errors import LakeError
 
+COMPACTION_LEASE = "compact"  # the lake's lease every compaction takes first
 # Tables read per cube: compaction clusters their rows by cube.
 _Z_ORDER: dict[str, list[str]] = {
     "events": ["cube_id"],
@@ -58,7 +59,7 @@ def compact(
     """
     reports = []
     target = lake.settings.target_file_mb * 1024 * 1024
-    lease = Lease(lake, "compact", seconds=lake.settings.compaction_lease_s)
+    lease = Lease(lake, COMPACTION_LEASE, seconds=lake.settings.compaction_lease_s)
     with lease.held():
         for name in _names(tables):
             lease.renew()

@@ -17,7 +17,7 @@ import json
 import signal
 import sys
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,8 @@ def register(commands: Any) -> None:
     restore.add_argument("table")
     restore.add_argument("--version", type=int, required=True)
     restore.set_defaults(run=_restore)
+    leases = actions.add_parser("leases", help="who holds the lake's leases (writer, compaction) until when")
+    leases.set_defaults(run=_leases)
     for name, help_text in (
         ("compact", "rewrite small files into large ones (Z-ordered by cube)"),
         ("checkpoint", "write log checkpoints and drop expired log files"),
@@ -191,6 +193,27 @@ def _restore(settings: Settings, args: argparse.Namespace) -> int:
         f"restored {report.table} to version {args.version}; its watermark is now events "
         f"v{report.details['watermark']}: the next `memlake materialize` re-applies what followed"
     )
+    return 0
+
+
+def _leases(settings: Settings, args: argparse.Namespace) -> int:
+    from lake.lease import Lease
+    from lake.maintenance import COMPACTION_LEASE
+    from lake.tables import Lake
+    from pipelines.writer_lease import WRITER_LEASE
+
+    lake = Lake(settings.lake)
+    now = datetime.now(UTC)
+    for name in (WRITER_LEASE, COMPACTION_LEASE):
+        state = Lease(lake, name, seconds=1).state()  # a read: its length does not matter
+        if state.holder is None or state.expires_at is None:
+            print(f"{name}: free")
+            continue
+        until = state.expires_at.isoformat(timespec="seconds")
+        if state.expires_at <= now:
+            print(f"{name}: free (expired {until}, held by {state.holder})")
+        else:
+            print(f"{name}: held by {state.holder} until {until}")
     return 0
 
 

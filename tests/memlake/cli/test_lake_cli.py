@@ -184,3 +184,18 @@ def test_the_commands_reach_an_s3_lake_through_the_environment(
     assert now["version"] == cube.version
     assert main(["sql", "SELECT count(DISTINCT cube_id) AS cubes FROM cubes"]) == 0
     assert capsys.readouterr().out.splitlines() == ["cubes", "2"]
+
+
+def test_leases_says_who_holds_each_lease_of_the_lake_until_when(
+    in_folder: KafkaSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lake = Lake(Settings().lake)
+    assert main(["lake", "leases"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["writer: free", "compact: free"]
+    with Lease(lake, "writer", seconds=600, holder="materializer-0").held():
+        Lease(lake, "compact", seconds=0.01, holder="nightly-job").acquire()  # then it died
+        assert main(["lake", "leases"]) == 0
+    writer, compaction = capsys.readouterr().out.splitlines()
+    assert writer.startswith("writer: held by materializer-0 until ")
+    assert compaction.startswith("compact: free (expired ")
+    assert compaction.endswith(", held by nightly-job)")
