@@ -66,6 +66,11 @@ class ServingMetrics:
         self.follow_errors = Gauge(
             "memlake_snapshot_follow_errors", "Failed attempts to move the snapshot forward.", registry=r
         )
+        self.standing_by = Gauge(
+            "memlake_embedded_pipeline_standing_by",
+            "1 while the embedded pipeline leaves the lake to another process's writer lease.",
+            registry=r,
+        )
         self.access_events = Gauge(
             "memlake_access_events", "memory.accessed events by outcome.", ["outcome"], registry=r
         )
@@ -102,6 +107,7 @@ class ServingMetrics:
         self.unflushed.set(stats.unflushed_rows)
         self.pending_deletes.set(stats.pending_deletes)
         self.follow_errors.set(stats.follow_errors)
+        self.standing_by.set(0 if stats.writer_elsewhere is None else 1)
         recorder = components.recorder
         self.access_events.labels("sent").set(recorder.sent)
         self.access_events.labels("dropped").set(recorder.dropped)
