@@ -357,6 +357,7 @@ def test_health_readiness_metrics_and_openapi(stack: Stack, cubes: dict[str, str
     ready = stack.client.get("/v1/ready").json()
     assert ready["status"] == "ok"
     assert ready["snapshot_version"] >= 0
+    stack.search([cubes["ryw"]], "anything")  # this test's own search: the stage histogram has one
     text = stack.client.get("/metrics").text
     for name in (
         "memlake_http_request_duration_seconds_bucket",
@@ -366,6 +367,7 @@ def test_health_readiness_metrics_and_openapi(stack: Stack, cubes: dict[str, str
         "memlake_search_stage_seconds_bucket",
     ):
         assert name in text, name
+    assert "memlake_embedded_pipeline_standing_by 0.0" in text  # the stack's own pipeline writes
     spec = stack.client.get("/v1/openapi.json").json()
     assert all(path.startswith("/v1/") for path in spec["paths"] if path != "/metrics")
     assert "/v1/chat/completions" in spec["paths"]
