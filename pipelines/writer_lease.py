@@ -136,7 +136,12 @@ class WriterLease:
         if self._holding:
             self._holding = False
             _HELD_HERE.discard(self.holder)
-            self._lease.release()
+            try:
+                self._lease.release()
+            except LakeError as e:
+                # The work is done (or failed for its own reason, not to be masked by this one):
+                # the lease ends at its expiry instead, and a standby waits until then.
+                _log.warning("lease %r not released, it expires by itself: %s", WRITER_LEASE, e)
 
     def _beat(self) -> None:
         # A quarter of the lease between looks; `Lease.renew` commits once half of it has gone.

@@ -108,6 +108,23 @@ def test_a_holder_that_could_not_renew_loses_the_lease_and_stands_by(
         writer.release()
 
 
+def test_a_release_the_store_refuses_is_left_to_the_expiry_and_raises_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    lake = _lake(tmp_path)
+    writer = WriterLease(lake, seconds=60, holder="leaving")
+    assert writer.claim() is None
+
+    def store_down(self: Lease) -> None:
+        raise LakeError(f"_leases/{self.name}", "the store is unreachable")
+
+    monkeypatch.setattr(Lease, "release", store_down)
+    with caplog.at_level(logging.WARNING, logger="pipelines.writer_lease"):
+        writer.release()
+    assert "lease 'writer' not released, it expires by itself" in caplog.text
+    assert Lease(lake, WRITER_LEASE, seconds=1).state().holder == "leaving"
+
+
 def test_a_lease_whose_holder_died_on_this_host_is_taken_at_once(tmp_path: Path) -> None:
     lake = _lake(tmp_path)
     dead = Lease(lake, WRITER_LEASE, seconds=600, holder=_dead_holder())
