@@ -245,14 +245,16 @@ class Lake:
         """`write` on the table at its newest version, kept open per process for writes
         (lake.heads; one write per table at a time). `write` must not keep the table."""
         self.ensure(name)
-        started: list[int] = []
+        opened: list[DeltaTable] = []
 
         def tracked(dt: DeltaTable) -> T:
-            started.append(int(dt.version()))
+            opened.append(dt)
             return write(dt)
 
         def moved() -> tuple[int, int] | None:
-            return (started[0], self.stored_version(name)) if started else None
+            # `dt` moves with this write's own commits (an erasure's rewrite before the batch's):
+            # the failed commit started from where it stands, not from where the write began.
+            return (int(opened[-1].version()), self.stored_version(name)) if opened else None
 
         with delta_errors(name, started_at=moved):
             return table_heads().write(self.uri(name), self.storage_options, tracked)

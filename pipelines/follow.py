@@ -7,9 +7,9 @@ runs batches (pipelines.writer_lease): a second follower stands by until the
 first stops or dies, and a one-shot run refuses. Two writers anyway (the lease
 off, or outlived) cost batches, not correctness: the commit that comes second
 conflicts with the first (the same transaction id, or the files it rewrote),
-lands nothing, and the batch is planned again from the lake as it is then. Every `maintenance_every` batches
-it compacts and checkpoints the tables, so that many small commits do not
-slow them down.
+lands nothing, and the batch is planned again from the lake as it is then.
+Every `maintenance_every` batches it compacts and checkpoints the tables, so
+that many small commits do not slow them down.
 
 A batch is one graph, `Land` then `Materialize` (started by land's commit),
 each planning its work when it runs; the graph is built and translated once

@@ -527,6 +527,14 @@ def test_a_refused_commit_is_a_concurrent_write_when_the_table_moved_whatever_de
         lake.write_to("memories", refused)
     assert not isinstance(failed.value, ConcurrentWriteError)
 
+    def refused_after_its_own_commit(dt: Any) -> None:
+        write_deltalake(dt, _empty("memories"), mode="append")  # as an erasure's rewrite: moves `dt`
+        raise CommitFailedError("Failed to commit transaction: 0")
+
+    with pytest.raises(LakeError) as failed:  # only this write's own commit moved the table
+        lake.write_to("memories", refused_after_its_own_commit)
+    assert not isinstance(failed.value, ConcurrentWriteError)
+
 
 def test_commits_leave_expired_log_files_to_maintenance(tmp_path: Path) -> None:
     """Dropping expired log files lists the whole log: commits leave it to `checkpoint`."""
