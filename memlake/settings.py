@@ -196,8 +196,8 @@ class PipelineSettings(_Section):
         60.0,
         description="How long the lease that makes one process the lake's writer (land and materialize) "
         "lasts unless renewed (its holder renews it from a thread). Another follower stands by until it is "
-        "released or expires; a one-shot run refuses. 0: no lease, two writers rely on commit conflicts "
-        "alone (both stay exact; the second folds every batch for nothing).",
+        "released or expires, looking every twentieth of it; a one-shot run refuses. 0: no lease, two "
+        "writers rely on commit conflicts alone (both stay exact; the second folds every batch for nothing).",
     )
 
 

@@ -5,7 +5,7 @@ refused and its batch planned again (pipelines.follow). But the second writer
 folds every batch too, only to have its commits refused, and the two keep
 overtaking each other. So land and materialize first take the lease `writer`
 of the lake (lake.lease). Another follower stands by: it folds nothing, looks
-again every `follow_interval_s`, and takes over once the lease is released (the
+again every twentieth of the lease, and takes over once the lease is released (the
 holder stopped) or has expired (the holder died). A one-shot run refuses with
 the holder's name instead of waiting.
 
