@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from streams.admin import ensure_topics
 from streams.producer import EventProducer
 from tests.memlake import builders as b
 from tests.streams.log_helpers import read_all
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -253,10 +254,5 @@ def test_sigkill_mid_stream_keeps_every_acknowledged_event_exactly_once(private_
     assert all(ids == sorted(ids) for ids in by_cube.values())
 
 
-def _wait_for(condition: object, *, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met within {timeout_s} s")
+def _wait_for(condition: Callable[[], object], *, timeout_s: float) -> None:
+    until(condition, timeout_s=timeout_s, every_s=0.1)

@@ -8,7 +8,6 @@ KV caches built from it are gone and the adapter trained on it is withdrawn.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +40,7 @@ from streams.sdk import MemlakeClient
 from streams.sealing import LocalKeyStore, Sealer
 from tests.pipelines.cli_env import use_settings
 from tests.pipelines.helpers import lake_memories, produce
+from tests.waiting import until
 from training.artifacts import FileSystemArtifactStore
 from training.tracking import TAINTED_TAG, MlflowTracker, registered_model_name
 
@@ -275,10 +275,10 @@ def test_erase_with_materialize_leaves_it_to_the_running_follower_and_waits_for_
     follower = threading.Thread(target=run_jobs, args=(settings,), kwargs={"follow": True, "stop": stop})
     follower.start()
     try:
-        deadline = time.monotonic() + 120
-        while (about, "health") not in (lake_memories(lake) if lake.exists("memories") else {}):
-            assert time.monotonic() < deadline, "the follower did not materialize the memory"
-            time.sleep(0.2)
+        until(
+            lambda: (about, "health") in (lake_memories(lake) if lake.exists("memories") else {}),
+            timeout_s=120,
+        )
         assert main(["erase", SUBJECT, "--actor", "user:alice", "--materialize"]) == 0
         out = capsys.readouterr().out
         assert "land and materialize left to the lake's running writer" in out

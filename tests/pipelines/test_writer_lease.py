@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,17 +26,11 @@ from pipelines.rebuild import run_rebuild
 from pipelines.writer_lease import WRITER_LEASE, WriterLease, holder_id
 from tests.pipelines.cli_env import child_environment, start_materialize
 from tests.pipelines.helpers import expected_memories, lake_memories, produce, pure_fold
+from tests.waiting import until
 
 
 def _lake(tmp_path: Path) -> Lake:
     return Lake(LakeSettings(root=str(tmp_path / "lake")))
-
-
-def _until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def _dead_holder() -> str:
@@ -99,7 +92,7 @@ def test_a_holder_that_could_not_renew_loses_the_lease_and_stands_by(
         other = Lease(lake, WRITER_LEASE, seconds=60, holder="successor")
         other.acquire()  # expired: taken over
         monkeypatch.setattr(Lease, "renew", real_renew)
-        _until(lambda: writer.claim() is not None)
+        until(lambda: writer.claim() is not None)
         held = writer.claim()
         assert held is not None
         assert held.holder == "successor"
@@ -194,15 +187,15 @@ def test_a_standby_folds_nothing_and_takes_over_once_the_lease_is_released(
         standby = threading.Thread(target=lambda: done.append(run_jobs(settings, follow=True, stop=stop)))
         standby.start()
         try:
-            _until(
+            until(
                 lambda: "standing by: lease 'writer' on the lake: held by the other follower" in caplog.text
             )
             time.sleep(1.0)  # several looks at the lease: still standing by, nothing written
             assert caplog.text.count("standing by") == 1  # said once, not once a look
             assert not lake.exists("events")
             other.release()
-            _until(lambda: lake.watermark("memories") == lake.version("events") > 0)
-            _until(lambda: lake_memories(lake) == expected_memories(pure_fold(events)))
+            until(lambda: lake.watermark("memories") == lake.version("events") > 0)
+            until(lambda: lake_memories(lake) == expected_memories(pure_fold(events)))
         finally:
             stop.set()
             standby.join(timeout=120)
@@ -223,20 +216,20 @@ def test_a_second_follower_stands_by_until_the_first_stops_then_carries_on(
     first = start_materialize(env, logs[0], "--follow")
     processes = [first]
     try:
-        _until(lambda: "batch 1:" in logs[0].read_text(), timeout_s=300)
+        until(lambda: "batch 1:" in logs[0].read_text(), timeout_s=300)
         second = start_materialize(env, logs[1], "--follow")
         processes.append(second)
-        _until(
+        until(
             lambda: "standing by: lease 'writer' on the lake: held by" in logs[1].read_text(), timeout_s=300
         )
-        _until(lambda: lake_memories(lake) == expected_memories(pure_fold(events)), timeout_s=300)
+        until(lambda: lake_memories(lake) == expected_memories(pure_fold(events)), timeout_s=300)
         assert "batch " not in logs[1].read_text()  # it folded nothing while the first wrote
 
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=120) == 0, logs[0].read_text()[-3000:]
         more = generate(600, cubes=12, seed=13)
         produce(settings.kafka, more)
-        _until(lambda: lake_memories(lake) == expected_memories(pure_fold(events + more)), timeout_s=300)
+        until(lambda: lake_memories(lake) == expected_memories(pure_fold(events + more)), timeout_s=300)
         assert "this process writes the lake now" in logs[1].read_text()
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=120) == 0, logs[1].read_text()[-3000:]

@@ -8,7 +8,6 @@ real model under concurrency is tested in `test_embeddings.py`.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 from serving.batching import QueryBatcher, Vectors
+from tests.waiting import until
 
 
 class HeldEncoder:
@@ -38,10 +38,7 @@ class HeldEncoder:
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
+    until(condition, timeout_s=timeout, every_s=0.005)
 
 
 def has_queued(batcher: QueryBatcher, n: int) -> bool:
