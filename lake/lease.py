@@ -20,7 +20,7 @@ each table.
 
 from __future__ import annotations
 
-__all__ = ["Lease", "LeaseState"]
+__all__ = ["Lease", "LeaseState", "lease_state"]
 
 import os
 import socket
@@ -81,18 +81,10 @@ class Lease:
 
     @property
     def uri(self) -> str:
-        return f"{self._lake.root}/_leases/{self.name}"
+        return _uri(self._lake, self.name)
 
     def state(self) -> LeaseState:
-        """The lease as it stands (free, at version -1, if never taken): a read, creating nothing."""
-        from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
-
-        with delta_errors(f"_leases/{self.name}"):
-            try:
-                return _state_of(DeltaTable(self.uri, storage_options=self._lake.storage_options))
-            except TableNotFoundError:
-                return LeaseState(-1, None, None)
+        return lease_state(self._lake, self.name)
 
     def acquire(self, *, taking_over: str | None = None) -> None:
         """Take the lease, or raise `LeaseHeldError` naming who holds it. `taking_over`: a holder
@@ -162,6 +154,23 @@ class Lease:
                 )
             except CommitFailedError:
                 return DeltaTable(self.uri, storage_options=options)
+
+
+def _uri(lake: Lake, name: str) -> str:
+    return f"{lake.root}/_leases/{name}"
+
+
+def lease_state(lake: Lake, name: str) -> LeaseState:
+    """The lease `name` of `lake` as it stands (free, at version -1, if never taken): a read,
+    creating nothing."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    with delta_errors(f"_leases/{name}"):
+        try:
+            return _state_of(DeltaTable(_uri(lake, name), storage_options=lake.storage_options))
+        except TableNotFoundError:
+            return LeaseState(-1, None, None)
 
 
 def _state_of(dt: DeltaTable) -> LeaseState:

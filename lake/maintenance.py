@@ -144,6 +144,6 @@ def restore(lake: Lake, name: str, *, version: int) -> MaintenanceReport:
     )
     # delta-rs refuses a restore that another commit overtook with a bare message: the
     # table's version tells.
-    with delta_errors(name, started_at=lambda: (latest, lake.stored_version(name))):
+    with delta_errors(name, started_at=lambda: (latest, lake.version(name))):
         metrics = dt.restore(version, commit_properties=properties)
     return MaintenanceReport(name, "restore", {"to_version": version, "watermark": mark, **dict(metrics)})

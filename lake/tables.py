@@ -254,17 +254,10 @@ class Lake:
         def moved() -> tuple[int, int] | None:
             # `dt` moves with this write's own commits (an erasure's rewrite before the batch's):
             # the failed commit started from where it stands, not from where the write began.
-            return (int(opened[-1].version()), self.stored_version(name)) if opened else None
+            return (int(opened[-1].version()), self.version(name)) if opened else None
 
         with delta_errors(name, started_at=moved):
             return table_heads().write(self.uri(name), self.storage_options, tracked)
-
-    def stored_version(self, name: str) -> int:
-        """The table's newest version as the store has it now (no version this process keeps)."""
-        from deltalake import DeltaTable
-
-        with delta_errors(name):
-            return int(DeltaTable(self.uri(name), storage_options=self.storage_options).version())
 
     def version(self, name: str) -> int:
         return self._read_head(name, lambda dt: int(dt.version()))

@@ -131,7 +131,6 @@ def _run_jobs(
     beam_args: Sequence[str],
     report: Callable[[Progress], None],
 ) -> Progress:
-    progress = Progress(started=time.monotonic())
     lake = Lake(settings.lake)
     writer = (
         WriterLease(lake, seconds=settings.pipelines.writer_lease_s)
@@ -139,9 +138,7 @@ def _run_jobs(
         else None
     )
     try:
-        return _batches(
-            settings, lake, writer, progress, follow=follow, stop=stop, beam_args=beam_args, report=report
-        )
+        return _batches(settings, lake, writer, follow=follow, stop=stop, beam_args=beam_args, report=report)
     finally:
         if writer is not None:
             writer.release()
@@ -151,13 +148,13 @@ def _batches(
     settings: Settings,
     lake: Lake,
     writer: WriterLease | None,
-    progress: Progress,
     *,
     follow: bool,
     stop: threading.Event,
     beam_args: Sequence[str],
     report: Callable[[Progress], None],
 ) -> Progress:
+    progress = Progress(started=time.monotonic())
     every = settings.pipelines.maintenance_every
     batch = PreparedPipeline(
         lambda pipeline: pipeline | "Batch" >> LandThenMaterialize(settings),

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks._lake_workload import generate
-from lake.lease import Lease
+from lake.lease import Lease, lease_state
 from lake.tables import Lake
 from memlake.errors import LakeError, LeaseHeldError
 from memlake.settings import LakeSettings, Settings
@@ -53,7 +53,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lease(tmp_path: Pa
         assert first.claim() is None  # kept, not taken again
         first.release()
         assert second.claim() is None
-        assert Lease(lake, WRITER_LEASE, seconds=1).state().holder == "second"
+        assert lease_state(lake, WRITER_LEASE).holder == "second"
     finally:
         first.release()
         second.release()
@@ -115,7 +115,7 @@ def test_a_release_the_store_refuses_is_left_to_the_expiry_and_raises_nothing(
     with caplog.at_level(logging.WARNING, logger="pipelines.writer_lease"):
         writer.release()
     assert "lease 'writer' not released, it expires by itself" in caplog.text
-    assert Lease(lake, WRITER_LEASE, seconds=1).state().holder == "leaving"
+    assert lease_state(lake, WRITER_LEASE).holder == "leaving"
 
 
 def test_a_lease_whose_holder_died_on_this_host_is_taken_at_once(tmp_path: Path) -> None:
@@ -200,7 +200,7 @@ def test_a_standby_folds_nothing_and_takes_over_once_the_lease_is_released(
             stop.set()
             standby.join(timeout=120)
     assert "this process writes the lake now" in caplog.text
-    assert Lease(lake, WRITER_LEASE, seconds=1).state().holder is None  # released when it stopped
+    assert lease_state(lake, WRITER_LEASE).holder is None  # released when it stopped
 
 
 @pytest.mark.integration
