@@ -225,6 +225,25 @@ def test_in_process_and_multi_processing_runners_give_identical_tables(
     assert lake_memories(Lake(two.lake)) == expected_memories(pure_fold(events))
 
 
+# How Flink, Spark and Dataflow run a Python pipeline: submitted to a job service as a portable
+# pipeline, its steps run by SDK workers. Here the job service is Beam's own, in this process
+# (`embed`), and the workers a pool in this process (`LOOPBACK`).
+PORTABLE = ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"]
+
+
+def test_the_portable_runner_gives_the_tables_of_the_direct_runner(settings: Settings) -> None:
+    events = generate(600, cubes=8, seed=17)
+    produce(settings.kafka, events, raw=invalid_records(2))
+    direct = with_root(settings, f"{settings.lake.root}-direct")
+    portable = with_root(settings, f"{settings.lake.root}-portable")
+    run_jobs(_small(direct, 250))
+    done = run_jobs(_small(portable, 250), beam_args=PORTABLE)
+    assert done.batches >= 3
+    assert (done.landed, done.dead_letters) == (600, 2)
+    assert_same_tables(Lake(direct.lake), Lake(portable.lake))
+    assert lake_memories(Lake(portable.lake)) == expected_memories(pure_fold(events))
+
+
 def test_a_rebuild_keeps_cube_states_as_its_own_setting_says(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

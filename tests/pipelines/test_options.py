@@ -97,14 +97,25 @@ def test_other_errors_come_out_as_the_runner_raised_them() -> None:
         _run_raising(ValueError, "not memlake's")
 
 
-def test_a_write_conflict_in_a_worker_of_another_process_is_read_back_from_its_text() -> None:
-    """That runner sends errors back as text: a follower must still see a conflict as one."""
+@pytest.mark.parametrize(
+    "beam_args",
+    [
+        pytest.param(["--direct_num_workers=2", "--direct_running_mode=multi_processing"], id="processes"),
+        # The path of Flink, Spark and Dataflow: a job service (Beam's own, in this process)
+        # runs the portable pipeline on SDK workers.
+        pytest.param(
+            ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"], id="portable"
+        ),
+    ],
+)
+def test_a_write_conflict_in_a_worker_is_read_back_from_its_text(beam_args: list[str]) -> None:
+    """These runners send a worker's error back as text: a follower must still see a conflict as one."""
     with pytest.raises(ConcurrentWriteError) as raised:
         _run_raising(
             ConcurrentWriteError,
             "usage",
             "another writer committed first: Concurrent transaction failed.",
-            beam_args=["--direct_num_workers=2", "--direct_running_mode=multi_processing"],
+            beam_args=beam_args,
         )
     assert raised.value.table == "usage"
     assert raised.value.problem == "another writer committed first: Concurrent transaction failed."
