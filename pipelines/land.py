@@ -29,6 +29,7 @@ from lake.schemas import EVENTS
 from lake.tables import Lake
 from lake.writer import CommitResult, TableWriter
 from memlake.settings import KafkaSettings, LakeSettings, Settings
+from pipelines.job_process import JobDoFn
 from pipelines.landed_cache import landed_events
 from pipelines.options import Spread, metric, new_pipeline, pipeline_options, step_errors
 from streams.dead_letters import DeadLetter, DeadLetterWriter
@@ -55,7 +56,7 @@ class LandResult:
         return sum(r.size for r in self.ranges)
 
 
-class ReadRanges(beam.DoFn):
+class ReadRanges(JobDoFn):
     """A group of offset ranges -> lists of records (chunks keep per-element overhead low).
 
     The ranges of a group are read one after the other on one pooled consumer
@@ -85,7 +86,7 @@ class ReadRanges(beam.DoFn):
             yield chunk
 
 
-class Triage(beam.DoFn):
+class Triage(JobDoFn):
     """Records -> an Arrow table of valid events (main) and dead letters (tagged "dead")."""
 
     DEAD = "dead"
@@ -115,7 +116,7 @@ class Triage(beam.DoFn):
             yield beam.pvalue.TaggedOutput(self.DEAD, letter)
 
 
-class CommitEvents(beam.DoFn):
+class CommitEvents(JobDoFn):
     """The batch's ranges, with every table and dead letter of it -> dead letters sent, then
     one Delta commit with a transaction id per partition.
 

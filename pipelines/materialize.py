@@ -52,6 +52,7 @@ from memlake.events import parse_event
 from memlake.settings import LakeSettings, Settings
 from pipelines.derived import RowsKind, combined, commit_table, rows_table
 from pipelines.folding import EV, CubeRows, LoggedEvent, fold_cube
+from pipelines.job_process import JobDoFn
 from pipelines.landed_cache import landed_events
 from pipelines.options import Spread, metric, new_pipeline, pipeline_options, step_errors
 from pipelines.state_cache import StateCache, keep, state_cache
@@ -151,7 +152,7 @@ class PlanMaterialize(beam.DoFn):
         yield plan
 
 
-class ReadEvents(beam.DoFn):
+class ReadEvents(JobDoFn):
     """A range of events versions -> (cube_id, [rows]) per cube, in the order they were read."""
 
     def __init__(self, lake: LakeSettings) -> None:
@@ -199,7 +200,7 @@ def _shard(item: tuple[str, list[Row]], plan: MaterializePlan) -> tuple[int, tup
     return _shard_of(cube_id, plan.shards), (cube_id, rows)
 
 
-class FoldShard(beam.DoFn):
+class FoldShard(JobDoFn):
     """A shard of cubes -> rows per table; prior states are loaded once for the whole shard.
 
     States this process folded in the previous batch are taken from its `StateCache`
@@ -316,7 +317,7 @@ def _unreadable(error: InvalidEventError, cube_id: str, row: Row) -> dict[str, A
     }
 
 
-class CommitTables(beam.DoFn):
+class CommitTables(JobDoFn):
     """(table, rows of every shard) -> one commit of that table at the batch's watermark.
 
     The tables of one bundle commit concurrently, at the bundle's end: each is its
