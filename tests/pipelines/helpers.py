@@ -17,6 +17,14 @@ from memlake.model import Memory
 from memlake.settings import KafkaSettings, Settings
 from streams.producer import EventProducer
 
+# The runners whose workers run apart from the driver, by Beam options.
+# The DirectRunner's worker processes.
+PROCESSES = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+# How Flink, Spark and Dataflow run a Python pipeline: submitted to a job service as a portable
+# pipeline, its steps run by SDK workers. Here the job service is Beam's own, in this process
+# (`embed`), and the workers a pool in this process (`LOOPBACK`).
+PORTABLE = ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"]
+
 
 def produce(
     kafka: KafkaSettings, events: Iterable[Event], *, raw: Sequence[tuple[bytes | None, bytes]] = ()

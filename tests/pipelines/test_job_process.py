@@ -13,6 +13,7 @@ from memlake.settings import PipelineSettings
 from pipelines.heap import batch_heap
 from pipelines.job_process import JobDoFn, in_sdk_worker, job_process
 from pipelines.options import new_pipeline, pipeline_options
+from tests.pipelines.helpers import PROCESSES
 
 
 def _batch_thresholds() -> tuple[int, int, int]:
@@ -40,10 +41,7 @@ def test_the_driver_is_no_sdk_worker_and_a_step_in_it_leaves_its_settings_be() -
 def test_steps_in_worker_processes_run_under_the_jobs_settings() -> None:
     """Under CPython's thresholds a worker's collector took three times as long (job_process)."""
     assert gc.get_threshold() != _batch_thresholds()  # else this test could not fail
-    options = pipeline_options(
-        PipelineSettings(), ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
-    )
-    with new_pipeline(options) as pipeline:
+    with new_pipeline(pipeline_options(PipelineSettings(), PROCESSES)) as pipeline:
         reports = pipeline | beam.Create([1, 2, 3, 4]) | beam.ParDo(_Report())
         assert_that(reports, equal_to([(True, _batch_thresholds())] * 4))
 

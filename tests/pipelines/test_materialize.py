@@ -27,6 +27,8 @@ from streams.dead_letters import read_dead_letters
 from streams.reader import OffsetRange, end_offsets, read_range
 from tests.memlake import builders as b
 from tests.pipelines.helpers import (
+    PORTABLE,
+    PROCESSES,
     assert_same_tables,
     expected_memories,
     lake_memories,
@@ -220,15 +222,9 @@ def test_in_process_and_multi_processing_runners_give_identical_tables(
     one = with_root(settings, f"{settings.lake.root}-inprocess")
     two = with_root(settings, f"{settings.lake.root}-multiprocess")
     run_jobs(one)
-    run_jobs(two, beam_args=["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
+    run_jobs(two, beam_args=PROCESSES)
     assert_same_tables(Lake(one.lake), Lake(two.lake))
     assert lake_memories(Lake(two.lake)) == expected_memories(pure_fold(events))
-
-
-# How Flink, Spark and Dataflow run a Python pipeline: submitted to a job service as a portable
-# pipeline, its steps run by SDK workers. Here the job service is Beam's own, in this process
-# (`embed`), and the workers a pool in this process (`LOOPBACK`).
-PORTABLE = ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"]
 
 
 def test_the_portable_runner_gives_the_tables_of_the_direct_runner(settings: Settings) -> None:

@@ -16,6 +16,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from memlake.errors import ConcurrentWriteError
 from memlake.settings import PipelineSettings
 from pipelines.options import Spread, new_pipeline, pipeline_options, step_errors
+from tests.pipelines.helpers import PORTABLE, PROCESSES
 
 
 def _transform_names(options: PipelineOptions) -> list[str]:
@@ -33,7 +34,7 @@ def test_one_in_process_worker_gets_no_reshuffle() -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ["--direct_num_workers=2", "--direct_running_mode=multi_processing"],
+        PROCESSES,
         ["--direct_num_workers=2", "--direct_running_mode=multi_threading"],
         ["--runner=PortableRunner"],
     ],
@@ -100,12 +101,8 @@ def test_other_errors_come_out_as_the_runner_raised_them() -> None:
 @pytest.mark.parametrize(
     "beam_args",
     [
-        pytest.param(["--direct_num_workers=2", "--direct_running_mode=multi_processing"], id="processes"),
-        # The path of Flink, Spark and Dataflow: a job service (Beam's own, in this process)
-        # runs the portable pipeline on SDK workers.
-        pytest.param(
-            ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"], id="portable"
-        ),
+        pytest.param(PROCESSES, id="processes"),
+        pytest.param(PORTABLE, id="portable"),  # the path of Flink, Spark and Dataflow
     ],
 )
 def test_a_write_conflict_in_a_worker_is_read_back_from_its_text(beam_args: list[str]) -> None:
