@@ -20,7 +20,7 @@ each table.
 
 from __future__ import annotations
 
-__all__ = ["Lease", "LeaseState", "lease_state"]
+__all__ = ["Lease", "LeaseState", "lease_state", "holder_id", "pid_namespace"]
 
 import os
 import socket
@@ -65,8 +65,24 @@ class LeaseState:
         )
 
 
-def _holder_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+def pid_namespace() -> str:
+    """The inode of this process's pid namespace ("" where there is none to read: not Linux).
+
+    Process ids mean something only within one namespace: two containers sharing the
+    host's name (host networking) each have their own, and a pid of one is not the other's."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
+def holder_id(pid: int | None = None, nonce: str | None = None) -> str:
+    """A holder id, `host:pid:pid-namespace:nonce` (this process and a fresh nonce by default):
+    enough to tell whether the holder was a process of this host that is gone
+    (pipelines.writer_lease)."""
+    pid = os.getpid() if pid is None else pid
+    nonce = uuid.uuid4().hex[:8] if nonce is None else nonce
+    return f"{socket.gethostname()}:{pid}:{pid_namespace()}:{nonce}"
 
 
 class Lease:
@@ -76,7 +92,7 @@ class Lease:
         self._lake = lake
         self.name = name
         self.seconds = seconds
-        self.holder = holder or _holder_id()
+        self.holder = holder or holder_id()
         self._expires_at: datetime | None = None
 
     @property

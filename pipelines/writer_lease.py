@@ -24,15 +24,14 @@ tells.
 
 from __future__ import annotations
 
-__all__ = ["WriterLease", "WRITER_LEASE", "holder_id"]
+__all__ = ["WriterLease", "WRITER_LEASE"]
 
 import logging
 import os
 import socket
 import threading
-import uuid
 
-from lake.lease import Lease
+from lake.lease import Lease, pid_namespace
 from lake.tables import Lake
 from memlake.errors import LakeError, LeaseHeldError
 
@@ -42,22 +41,6 @@ WRITER_LEASE = "writer"
 
 # The holder ids the writer leases of this process hold now.
 _HELD_HERE: set[str] = set()
-
-
-def _pid_namespace() -> str:
-    """The inode of this process's pid namespace ("" where there is none to read: not Linux).
-
-    Process ids mean something only within one namespace: two containers sharing the
-    host's name (host networking) each have their own, and a pid of one is not the other's."""
-    try:
-        return str(os.stat("/proc/self/ns/pid").st_ino)
-    except OSError:
-        return ""
-
-
-def holder_id(pid: int, nonce: str) -> str:
-    """A writer's holder id: `host:pid:pid-namespace:nonce`, which `_died_here` can check."""
-    return f"{socket.gethostname()}:{pid}:{_pid_namespace()}:{nonce}"
 
 
 def _died_here(holder: str) -> bool:
@@ -70,7 +53,7 @@ def _died_here(holder: str) -> bool:
     if len(parts) != 4:
         return False
     host, pid, namespace, _ = parts
-    if host != socket.gethostname() or namespace != _pid_namespace() or not namespace or not pid.isdigit():
+    if host != socket.gethostname() or namespace != pid_namespace() or not namespace or not pid.isdigit():
         return False
     if int(pid) == os.getpid():
         return holder not in _HELD_HERE
@@ -87,9 +70,7 @@ class WriterLease:
     """This process's claim to be the lake's writer; `seconds` as `pipelines.writer_lease_s`."""
 
     def __init__(self, lake: Lake, *, seconds: float, holder: str | None = None) -> None:
-        self._lease = Lease(
-            lake, WRITER_LEASE, seconds=seconds, holder=holder or holder_id(os.getpid(), uuid.uuid4().hex[:8])
-        )
+        self._lease = Lease(lake, WRITER_LEASE, seconds=seconds, holder=holder)
         self._holding = False
         self._lost: LeaseHeldError | None = None
         self._stop = threading.Event()

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from benchmarks._lake_workload import generate
-from lake.lease import Lease, lease_state
+from lake.lease import Lease, holder_id, lease_state
 from lake.tables import Lake
 from memlake.errors import LakeError, LeaseHeldError
 from memlake.settings import LakeSettings, Settings
 from pipelines.follow import run_jobs
 from pipelines.rebuild import run_rebuild
-from pipelines.writer_lease import WRITER_LEASE, WriterLease, holder_id
+from pipelines.writer_lease import WRITER_LEASE, WriterLease
 from tests.pipelines.cli_env import child_environment, start_materialize
 from tests.pipelines.helpers import expected_memories, lake_memories, produce, pure_fold
 from tests.waiting import until
