@@ -16,6 +16,9 @@ __all__ = [
     "materialize_app_id",
     "WATERMARK_KEY",
     "EVENTS_KEY",
+    "OFFSETS_KEY",
+    "DEAD_LETTERS_KEY",
+    "WRITER_KEY",
     "REWRITES_KEY",
     "PART_KEY",
 ]
@@ -44,6 +47,11 @@ if TYPE_CHECKING:
 WATERMARK_KEY = "memlake.watermark"
 EVENTS_KEY = "memlake.events"
 OFFSETS_KEY = "memlake.offsets"
+# On a land commit: the dead letters its ranges held, and the writer (a run of the jobs) that
+# made it, so that a run whose batch lost a later commit to another writer can still say
+# what it landed (pipelines.follow).
+DEAD_LETTERS_KEY = "memlake.dead_letters"
+WRITER_KEY = "memlake.writer"
 # On a commit that rewrote rows in place before a batch's own commit (an erasure): that batch's
 # watermark. It moves no watermark itself.
 REWRITES_KEY = "memlake.rewrites_for"
@@ -330,8 +338,9 @@ class Lake:
             item = dict(entry)
             if WATERMARK_KEY in item:
                 item[WATERMARK_KEY] = int(item[WATERMARK_KEY])
-            if EVENTS_KEY in item:
-                item[EVENTS_KEY] = int(item[EVENTS_KEY])
+            for count in (EVENTS_KEY, DEAD_LETTERS_KEY):
+                if count in item:
+                    item[count] = int(item[count])
             if OFFSETS_KEY in item and isinstance(item[OFFSETS_KEY], str):
                 item[OFFSETS_KEY] = {int(k): int(v) for k, v in json.loads(item[OFFSETS_KEY]).items()}
             out.append(item)

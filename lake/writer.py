@@ -32,11 +32,13 @@ import pyarrow.compute as pc
 from lake.chaining import remember, with_chain
 from lake.schemas import TableSpec
 from lake.tables import (
+    DEAD_LETTERS_KEY,
     EVENTS_KEY,
     OFFSETS_KEY,
     PART_KEY,
     REWRITES_KEY,
     WATERMARK_KEY,
+    WRITER_KEY,
     Lake,
     land_app_id,
     materialize_app_id,
@@ -224,12 +226,22 @@ class TableWriter:
 
     # -- land ---------------------------------------------------------------------
 
-    def commit_events(self, data: pa.Table, *, topic: str, offsets: Mapping[int, int]) -> CommitResult:
+    def commit_events(
+        self,
+        data: pa.Table,
+        *,
+        topic: str,
+        offsets: Mapping[int, int],
+        dead_letters: int = 0,
+        writer: str | None = None,
+    ) -> CommitResult:
         """Append landed events in one commit carrying, per partition, the last offset read.
 
         `offsets` is the last offset each partition's range covered (records after the
         last valid event may have been dead letters: the range is consumed all the same).
         Rows at or before an offset already stored are dropped, so a replay changes nothing.
+        The commit's metadata also says how many `dead_letters` the ranges held and, if
+        given, the `writer` (the run) that made it.
         """
         from deltalake import CommitProperties, Transaction
 
@@ -257,7 +269,9 @@ class TableWriter:
                 ],
                 custom_metadata={
                     EVENTS_KEY: str(rows.num_rows),
+                    DEAD_LETTERS_KEY: str(dead_letters),
                     OFFSETS_KEY: json.dumps({str(p): last for p, last in sorted(advancing.items())}),
+                    **({WRITER_KEY: writer} if writer is not None else {}),
                 },
             )
             # delta-rs moves `dt` to the commit it wrote: its version is ours, even when another

@@ -31,9 +31,10 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 
+from lake.lease import holder_id
 from lake.maintenance import checkpoint, compact
 from lake.schemas import DERIVED_TABLES
-from lake.tables import Lake
+from lake.tables import DEAD_LETTERS_KEY, EVENTS_KEY, WRITER_KEY, Lake
 from memlake.errors import ConcurrentWriteError, LakeError, LeaseHeldError
 from memlake.settings import Settings
 from pipelines.job_process import job_process
@@ -74,16 +75,18 @@ class Progress:
 
 
 class LandThenMaterialize(beam.PTransform):  # type: ignore[type-arg]
-    """One micro-batch: land the next offset ranges, then materialize the next events versions."""
+    """One micro-batch: land the next offset ranges, then materialize the next events versions.
+    `writer` names the run in land's commits."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, writer: str | None = None) -> None:
         super().__init__()
         self._settings = settings
+        self._writer = writer
 
     def expand(self, pbegin: Any) -> Any:
         # Land yields exactly one result per batch, once it has committed (or found
         # nothing to land): materialize plans after it.
-        landed = pbegin | "Land" >> Land(self._settings)
+        landed = pbegin | "Land" >> Land(self._settings, writer=self._writer)
         return landed | "Materialize" >> Materialize(self._settings)
 
 
@@ -99,6 +102,23 @@ def _has_work(settings: Settings, lake: Lake) -> bool:
     if plan_land(settings, lake):
         return True
     return min(lake.watermarks(DERIVED_TABLES).values()) < lake.version("events")
+
+
+def _landed_by(lake: Lake, writer: str, *, after: int) -> tuple[int, int]:
+    """Events and dead letters that `writer`'s land commits after events version `after` hold.
+
+    What a batch that lost a later commit to another writer landed all the same: its run
+    raised, so Beam's counters of it are gone, but land's commit is in the log.
+    """
+    newest = lake.version("events")
+    if newest <= after:
+        return 0, 0
+    ours = [
+        entry
+        for entry in lake.commit_log("events", limit=newest - after)
+        if entry.get(WRITER_KEY) == writer and entry.get("version", newest) > after
+    ]
+    return sum(e.get(EVENTS_KEY, 0) for e in ours), sum(e.get(DEAD_LETTERS_KEY, 0) for e in ours)
 
 
 def _standby_look_s(settings: Settings) -> float:
@@ -156,10 +176,13 @@ def _batches(
 ) -> Progress:
     progress = Progress(started=time.monotonic())
     every = settings.pipelines.maintenance_every
+    # This run's name in land's commits: the writer lease's holder, or an id of the same form.
+    run = writer.holder if writer is not None else holder_id()
     batch = PreparedPipeline(
-        lambda pipeline: pipeline | "Batch" >> LandThenMaterialize(settings),
+        lambda pipeline: pipeline | "Batch" >> LandThenMaterialize(settings, writer=run),
         pipeline_options(settings.pipelines, beam_args),
     )
+    accounted = -1  # the events version up to which this run's landing is counted
     standing_by: list[str | None] = []  # the holders this process stood by for, in turn
     ensured = False
     while not stop.is_set():
@@ -179,6 +202,7 @@ def _batches(
             # Only the writer creates missing tables: two processes creating one race.
             lake.ensure_all()
             ensured = True
+            accounted = lake.version("events")
         if not _has_work(settings, lake):
             # Checked before running the graph: an idle follower would otherwise pay a
             # whole batch's fixed cost (a second of CPU) every `follow_interval_s`.
@@ -192,6 +216,10 @@ def _batches(
             # Nothing of the refused commit landed; what the batch committed before it is
             # repaired like a crash's. A moment's wait: the other writer is mid-batch.
             progress.conflicts += 1
+            landed, dead_letters = _landed_by(lake, run, after=accounted)
+            progress.landed += landed
+            progress.dead_letters += dead_letters
+            accounted = lake.version("events")
             _log.warning("%s; planning the batch again", e)
             stop.wait(settings.pipelines.follow_interval_s)
             continue
@@ -210,7 +238,7 @@ def _batches(
             progress.applied += metric(result, _MATERIALIZE, "applied")
             progress.rejected += metric(result, _MATERIALIZE, "rejected")
             progress.duplicates += metric(result, _MATERIALIZE, "duplicates")
-            progress.events_version = lake.version("events")
+            progress.events_version = accounted = lake.version("events")
             progress.watermark = watermark if watermark is not None else progress.watermark
             report(progress)
             if every and progress.batches % every == 0:

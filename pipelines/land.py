@@ -126,10 +126,18 @@ class CommitEvents(JobDoFn):
     there, and no combining step (two stages each under the DirectRunner) is paid.
     """
 
-    def __init__(self, lake: LakeSettings, kafka: KafkaSettings, *, send_dead_letters: bool = True) -> None:
+    def __init__(
+        self,
+        lake: LakeSettings,
+        kafka: KafkaSettings,
+        *,
+        send_dead_letters: bool = True,
+        writer: str | None = None,
+    ) -> None:
         self._lake = lake
         self._kafka = kafka
         self._send = send_dead_letters
+        self._writer = writer
         self._landed = Metrics.counter(_NS, "events")
 
     def _send_dead_letters(self, letters: list[DeadLetter]) -> None:
@@ -152,7 +160,11 @@ class CommitEvents(JobDoFn):
         parts = [t for t in tables if t.num_rows]
         data = pa.concat_tables(parts) if parts else EVENTS.schema.empty_table()
         result = TableWriter(Lake(self._lake)).commit_events(
-            data, topic=self._kafka.events_topic, offsets=offsets
+            data,
+            topic=self._kafka.events_topic,
+            offsets=offsets,
+            dead_letters=len(letters),
+            writer=self._writer,
         )
         self._landed.inc(result.rows)
         yield result
@@ -178,7 +190,8 @@ class PlanLand(beam.DoFn):
 
 
 class Land(beam.PTransform):  # type: ignore[type-arg]
-    """The land graph: the offset ranges given, or (`None`) the next ones, planned as it runs."""
+    """The land graph: the offset ranges given, or (`None`) the next ones, planned as it runs.
+    `writer` names the run in its commit's metadata (`lake.tables.WRITER_KEY`)."""
 
     def __init__(
         self,
@@ -186,11 +199,13 @@ class Land(beam.PTransform):  # type: ignore[type-arg]
         ranges: Sequence[OffsetRange] | None = None,
         *,
         send_dead_letters: bool = True,
+        writer: str | None = None,
     ) -> None:
         super().__init__()
         self._settings = settings
         self._ranges = ranges
         self._send = send_dead_letters
+        self._writer = writer
 
     def expand(self, pbegin: Any) -> Any:
         s = self._settings
@@ -203,7 +218,7 @@ class Land(beam.PTransform):  # type: ignore[type-arg]
         )
         triaged = chunks | "Triage" >> beam.ParDo(Triage()).with_outputs(Triage.DEAD, main="events")
         return ranges | "Commit" >> beam.ParDo(
-            CommitEvents(s.lake, s.kafka, send_dead_letters=self._send),
+            CommitEvents(s.lake, s.kafka, send_dead_letters=self._send, writer=self._writer),
             tables=beam.pvalue.AsList(triaged["events"]),
             letters=beam.pvalue.AsList(triaged[Triage.DEAD]),
         )

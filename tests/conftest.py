@@ -15,7 +15,8 @@ import pytest
 from infra.broker import LocalBroker
 from infra.delta_readers import PolarsReader, SparkReader
 from infra.object_store import LocalObjectStore
-from memlake.settings import BrokerSettings, KafkaSettings, Settings
+from lake.tables import Lake
+from memlake.settings import BrokerSettings, KafkaSettings, LakeSettings, Settings
 from streams import consumer_pool
 from streams.admin import TopicSpec, ensure_topics
 
@@ -126,6 +127,13 @@ def own_topics(broker: LocalBroker, *, partitions: int = 6, create: bool = True)
 def kafka(broker: LocalBroker) -> KafkaSettings:
     """Kafka settings with this test's own events and dead-letter topics, created."""
     return own_topics(broker, partitions=6)
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    """A lake of this test's own under `tmp_path / "lake"`, with no broker: its tables are
+    created on first use."""
+    return Lake(LakeSettings(root=str(tmp_path / "lake")))
 
 
 @pytest.fixture

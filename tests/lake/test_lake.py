@@ -25,7 +25,7 @@ from lake.scan import scan
 from lake.schemas import DERIVED_TABLES, EVENTS, STATE_TABLES, TABLES, spec
 from lake.snapshot import changes, find_cut, open_snapshot, watermark_versions
 from lake.sql import query, write_result
-from lake.tables import REWRITES_KEY, Head, Lake
+from lake.tables import DEAD_LETTERS_KEY, EVENTS_KEY, OFFSETS_KEY, REWRITES_KEY, WRITER_KEY, Head, Lake
 from lake.time_travel import as_of
 from lake.writer import TableWriter
 from memlake.errors import ConcurrentWriteError, LakeError, TimeTravelError
@@ -88,8 +88,7 @@ def _materialize_all(settings: Settings) -> None:
         pass
 
 
-def test_event_commits_skip_offsets_already_landed(tmp_path: Path) -> None:
-    lake = Lake(LakeSettings(root=str(tmp_path)))
+def test_event_commits_skip_offsets_already_landed(lake: Lake) -> None:
     events = generate(50, cubes=2)
     _land(lake, events[:30], first_offset=0)
     version = lake.version("events")
@@ -99,6 +98,22 @@ def test_event_commits_skip_offsets_already_landed(tmp_path: Path) -> None:
     landed = lake.table("events").to_pyarrow_table(columns=["offset"]).column("offset").to_pylist()
     assert sorted(landed) == list(range(50))
     assert lake.land_offsets(TOPIC, [0]) == {0: 49}
+
+
+def test_an_event_commit_says_what_it_landed_and_who_landed_it(lake: Lake) -> None:
+    events = generate(20, cubes=2)
+    rows = [
+        event_row(event, topic=TOPIC, partition=0, offset=i, timestamp_ms=0, raw=serialize_event(event))
+        for i, event in enumerate(events)
+    ]
+    writer = TableWriter(lake)
+    # Offsets 0..21: the last two records of the range were dead letters.
+    writer.commit_events(to_table(EVENTS, rows), topic=TOPIC, offsets={0: 21}, dead_letters=2, writer="run-a")
+    writer.commit_events(to_table(EVENTS, []), topic=TOPIC, offsets={0: 24}, dead_letters=3)
+    second, first = lake.commit_log("events", limit=2)
+    assert (first[EVENTS_KEY], first[DEAD_LETTERS_KEY], first[WRITER_KEY]) == (20, 2, "run-a")
+    assert (second[EVENTS_KEY], second[DEAD_LETTERS_KEY], WRITER_KEY in second) == (0, 3, False)
+    assert first[OFFSETS_KEY] == {0: 21}
 
 
 def test_materialize_is_the_pure_fold_and_a_second_run_does_nothing(tmp_path: Path) -> None:
@@ -455,13 +470,12 @@ def test_a_cut_does_not_pair_a_rewrite_with_the_batch_commit_landing_after_it(tm
 
 
 def test_a_commit_another_writer_made_first_is_refused_as_a_concurrent_write(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another writer commits the same batch of `cube_versions` between this writer's check of
     the watermark and its commit: delta-rs refuses this one, and nothing of it lands."""
     from deltalake import CommitProperties, Transaction, write_deltalake
 
-    lake = Lake(LakeSettings(root=str(tmp_path / "lake")))
     writer = TableWriter(lake)
     writer.commit_derived("cube_versions", _empty("cube_versions"), watermark=1)
     real = writer_module._write_rows
@@ -503,13 +517,12 @@ def test_a_restore_another_commit_overtook_is_refused_as_a_concurrent_write(tmp_
 
 
 def test_a_refused_commit_is_a_concurrent_write_when_the_table_moved_whatever_delta_rs_says(
-    tmp_path: Path,
+    lake: Lake,
 ) -> None:
     """delta-rs' words for a refusal vary ("Failed to commit transaction: 0"); the version tells."""
     from deltalake import write_deltalake
     from deltalake.exceptions import CommitFailedError
 
-    lake = Lake(LakeSettings(root=str(tmp_path / "lake")))
     TableWriter(lake).commit_derived("memories", _empty("memories"), watermark=1)
 
     def overtaken(dt: Any) -> None:
@@ -559,8 +572,7 @@ def _version_row(cube_id: str, memory_id: str, version: int, text: str | None) -
     return {"bucket": 0, "cube_id": cube_id, "memory_id": memory_id, "version": version, "text": text}
 
 
-def test_replacing_rows_rewrites_only_those_memories_in_a_commit_without_a_watermark(tmp_path: Path) -> None:
-    lake = Lake(LakeSettings(root=str(tmp_path / "lake")))
+def test_replacing_rows_rewrites_only_those_memories_in_a_commit_without_a_watermark(lake: Lake) -> None:
     writer = TableWriter(lake)
     schema = spec("memory_versions").schema
     rows = [
@@ -603,9 +615,9 @@ def test_replacing_rows_rewrites_only_those_memories_in_a_commit_without_a_water
     ],
 )
 def test_replacing_needs_rows_with_cube_memory_and_partition(
-    tmp_path: Path, replacing: pa.Table, error: str
+    lake: Lake, tmp_path: Path, replacing: pa.Table, error: str
 ) -> None:
-    writer = TableWriter(Lake(LakeSettings(root=str(tmp_path / "lake"))))
+    writer = TableWriter(lake)
     with pytest.raises(ValueError, match=error):
         writer.commit_derived("memory_versions", _empty("memory_versions"), watermark=1, replacing=replacing)
     assert not Path(tmp_path / "lake" / "memory_versions").exists()  # refused before any I/O

@@ -24,7 +24,7 @@ from lake.lease import Lease
 from lake.maintenance import compact
 from lake.scan import scan
 from lake.schemas import EVENTS
-from lake.tables import Lake
+from lake.tables import EVENTS_KEY, WRITER_KEY, Lake
 from memlake.errors import LeaseHeldError
 from memlake.settings import Settings
 from pipelines.follow import run_jobs
@@ -69,6 +69,13 @@ def test_a_follower_whose_commit_another_writer_made_first_plans_the_batch_again
     assert others == [0], log.read_text()
     assert done.conflicts >= 1  # memory_versions at least: the other process committed it first
     assert "planned again after another writer's commit" in done.line()
+    # This process landed the first batch before the other began: counted, though the run of
+    # that batch failed (its counters with it), and the other process landed the rest.
+    landings = [e for e in Lake(settings.lake).commit_log("events") if EVENTS_KEY in e]
+    first = min(landings, key=lambda e: e["version"])
+    assert done.landed == first[EVENTS_KEY] > 0
+    assert len({e[WRITER_KEY] for e in landings}) == 2
+    assert sum(e[EVENTS_KEY] for e in landings) == len(events)
     _converged(settings, events)
 
 
