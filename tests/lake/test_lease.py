@@ -16,15 +16,9 @@ from lake.maintenance import compact
 from lake.tables import Lake
 from lake.writer import TableWriter
 from memlake.errors import LeaseHeldError
-from memlake.settings import LakeSettings
 
 
-def _lake(tmp_path: Path) -> Lake:
-    return Lake(LakeSettings(root=str(tmp_path / "lake")))
-
-
-def test_a_held_lease_is_refused_to_another_holder_until_released(tmp_path: Path) -> None:
-    lake = _lake(tmp_path)
+def test_a_held_lease_is_refused_to_another_holder_until_released(lake: Lake) -> None:
     first = Lease(lake, "compact", seconds=60, holder="first")
     second = Lease(lake, "compact", seconds=60, holder="second")
     first.acquire()
@@ -40,9 +34,8 @@ def test_a_held_lease_is_refused_to_another_holder_until_released(tmp_path: Path
 
 
 def test_an_expired_lease_is_taken_over_and_its_old_holder_cannot_renew_or_release_it(
-    tmp_path: Path,
+    lake: Lake,
 ) -> None:
-    lake = _lake(tmp_path)
     dead = Lease(lake, "compact", seconds=0.2, holder="dead")
     dead.acquire()
     time.sleep(0.3)
@@ -54,8 +47,7 @@ def test_an_expired_lease_is_taken_over_and_its_old_holder_cannot_renew_or_relea
     assert alive.state().holder == "alive"
 
 
-def test_a_renewal_commits_only_once_half_the_lease_is_gone(tmp_path: Path) -> None:
-    lake = _lake(tmp_path)
+def test_a_renewal_commits_only_once_half_the_lease_is_gone(lake: Lake) -> None:
     lease = Lease(lake, "compact", seconds=0.4, holder="me")
     lease.acquire()
     taken = lease.state()
@@ -79,8 +71,7 @@ class _OvertakenAfterReading(Lease):
         return dt
 
 
-def test_a_holder_that_read_the_lease_free_is_refused_when_another_took_it_since(tmp_path: Path) -> None:
-    lake = _lake(tmp_path)
+def test_a_holder_that_read_the_lease_free_is_refused_when_another_took_it_since(lake: Lake) -> None:
     slower = _OvertakenAfterReading(lake, "compact", seconds=60, holder="slower")
     with pytest.raises(LeaseHeldError, match="another process took it at the same moment"):
         slower.acquire()
@@ -112,8 +103,7 @@ def _race(lake: Lake) -> tuple[list[Lease], list[LeaseHeldError]]:
     return won, refused
 
 
-def test_of_holders_that_try_at_the_same_moment_exactly_one_gets_the_lease(tmp_path: Path) -> None:
-    lake = _lake(tmp_path)
+def test_of_holders_that_try_at_the_same_moment_exactly_one_gets_the_lease(lake: Lake) -> None:
     Lease(lake, "compact", seconds=60).state()  # the lease's table exists before the race
     for _ in range(8):
         won, refused = _race(lake)
@@ -123,8 +113,7 @@ def test_of_holders_that_try_at_the_same_moment_exactly_one_gets_the_lease(tmp_p
         won[0].release()
 
 
-def test_a_compaction_while_another_holds_the_lease_is_refused_and_rewrites_nothing(tmp_path: Path) -> None:
-    lake = _lake(tmp_path)
+def test_a_compaction_while_another_holds_the_lease_is_refused_and_rewrites_nothing(lake: Lake) -> None:
     writer = TableWriter(lake)
     schema = lake.spec("rejected").schema
     for watermark in range(1, 4):  # three small files
@@ -156,8 +145,7 @@ def _rejected_rows(schema: pa.Schema, watermark: int) -> pa.Table:
     return pa.Table.from_pylist([row], schema=schema)
 
 
-def test_reading_a_lease_never_taken_finds_it_free_and_creates_nothing(tmp_path: Path) -> None:
-    lake = _lake(tmp_path)
+def test_reading_a_lease_never_taken_finds_it_free_and_creates_nothing(lake: Lake, tmp_path: Path) -> None:
     lease = Lease(lake, "compact", seconds=60, holder="reader")
     state = lease.state()
     assert (state.version, state.holder, state.expires_at) == (-1, None, None)

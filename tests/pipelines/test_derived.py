@@ -4,7 +4,6 @@ is exactly at the batch's cut; anywhere else they are merged, and no key is ever
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
@@ -16,7 +15,6 @@ from lake.state import LoadedState
 from lake.tables import Lake
 from memlake.events import Event, serialize_event
 from memlake.fold import CubeState, fold
-from memlake.settings import LakeSettings
 from pipelines.derived import combined, commit_table, rows_table
 from pipelines.folding import EV, MADE, CubeRows, LoggedEvent, fold_cube
 from tests.memlake import builders as b
@@ -61,8 +59,7 @@ def test_the_fold_says_whether_its_memory_rows_change_memories_it_held() -> None
     assert _fold(prior, [b.updated("m1", at=clock(), tags=["x"])], version=2).updates_memories
 
 
-def test_new_keys_are_appended_at_the_cut_and_merged_past_it(tmp_path: Path) -> None:
-    lake = Lake(LakeSettings(root=str(tmp_path / "lake")))
+def test_new_keys_are_appended_at_the_cut_and_merged_past_it(lake: Lake) -> None:
     clock = b.Clock()
     first = [b.created(at=clock()), b.added("m1", at=clock())]
     rows = _fold(CubeState(), first, version=1)
@@ -97,8 +94,7 @@ def test_new_keys_are_appended_at_the_cut_and_merged_past_it(tmp_path: Path) -> 
     assert pc.count_distinct(ids).as_py() == 3
 
 
-def test_an_erasure_replaces_its_memories_versions_in_a_commit_of_their_own(tmp_path: Path) -> None:
-    lake = Lake(LakeSettings(root=str(tmp_path / "lake")))
+def test_an_erasure_replaces_its_memories_versions_in_a_commit_of_their_own(lake: Lake) -> None:
     clock = b.Clock()
     about_bob = [
         b.created(at=clock()),
@@ -146,10 +142,9 @@ def test_an_erasure_replaces_its_memories_versions_in_a_commit_of_their_own(tmp_
     assert lake.version("memory_versions") == before + 2
 
 
-def test_an_erasure_rewrites_versions_the_table_holds_past_the_cut(tmp_path: Path) -> None:
+def test_an_erasure_rewrites_versions_the_table_holds_past_the_cut(lake: Lake) -> None:
     """`memory_versions` ahead of the batch's cut (a crash, or another table restored): the
     erasure must rewrite the versions it already holds of the events it folds again."""
-    lake = Lake(LakeSettings(root=str(tmp_path / "lake")))
     clock = b.Clock()
     first = [b.created(at=clock()), b.added("m1", "bob likes tea", at=clock(), subject_id="bob")]
     second = [
@@ -191,12 +186,11 @@ def test_an_erasure_rewrites_versions_the_table_holds_past_the_cut(tmp_path: Pat
 
 
 def test_what_another_writer_committed_first_is_not_counted_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another writer commits part of this batch's usage (events version 2) after this one has
     its rows and before it writes: the writer picks the rows past the watermark it finds then,
     and the read is counted once (before, the rows picked at the start counted it twice)."""
-    lake = Lake(LakeSettings(root=str(tmp_path / "lake")))
     commit_table(lake, "usage", [], watermark=1)
     at = datetime(2026, 3, 1, 12, tzinfo=UTC)
 

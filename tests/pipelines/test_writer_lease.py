@@ -20,17 +20,13 @@ from benchmarks._lake_workload import generate
 from lake.lease import Lease, holder_id, lease_state
 from lake.tables import Lake
 from memlake.errors import LakeError, LeaseHeldError
-from memlake.settings import LakeSettings, Settings
+from memlake.settings import Settings
 from pipelines.follow import run_jobs
 from pipelines.rebuild import run_rebuild
 from pipelines.writer_lease import WRITER_LEASE, WriterLease
 from tests.pipelines.cli_env import child_environment, start_materialize
 from tests.pipelines.helpers import expected_memories, lake_memories, produce, pure_fold
 from tests.waiting import until
-
-
-def _lake(tmp_path: Path) -> Lake:
-    return Lake(LakeSettings(root=str(tmp_path / "lake")))
 
 
 def _dead_holder() -> str:
@@ -41,8 +37,7 @@ def _dead_holder() -> str:
     return holder_id(int(child.stdout), "0dead0")
 
 
-def test_a_second_writer_is_refused_while_the_first_holds_the_lease(tmp_path: Path) -> None:
-    lake = _lake(tmp_path)
+def test_a_second_writer_is_refused_while_the_first_holds_the_lease(lake: Lake) -> None:
     first = WriterLease(lake, seconds=60, holder="first")
     second = WriterLease(lake, seconds=60, holder="second")
     try:
@@ -59,8 +54,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lease(tmp_path: Pa
         second.release()
 
 
-def test_the_holder_keeps_the_lease_renewed_past_its_length(tmp_path: Path) -> None:
-    lake = _lake(tmp_path)
+def test_the_holder_keeps_the_lease_renewed_past_its_length(lake: Lake) -> None:
     writer = WriterLease(lake, seconds=0.8, holder="writer")
     other = Lease(lake, WRITER_LEASE, seconds=60, holder="other")
     try:
@@ -75,10 +69,9 @@ def test_the_holder_keeps_the_lease_renewed_past_its_length(tmp_path: Path) -> N
 
 
 def test_a_holder_that_could_not_renew_loses_the_lease_and_stands_by(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Its store failed past the expiry, and another process took the lease over meanwhile."""
-    lake = _lake(tmp_path)
     writer = WriterLease(lake, seconds=0.4, holder="stalled")
     real_renew = Lease.renew
 
@@ -102,9 +95,8 @@ def test_a_holder_that_could_not_renew_loses_the_lease_and_stands_by(
 
 
 def test_a_release_the_store_refuses_is_left_to_the_expiry_and_raises_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    lake: Lake, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    lake = _lake(tmp_path)
     writer = WriterLease(lake, seconds=60, holder="leaving")
     assert writer.claim() is None
 
@@ -118,8 +110,7 @@ def test_a_release_the_store_refuses_is_left_to_the_expiry_and_raises_nothing(
     assert lease_state(lake, WRITER_LEASE).holder == "leaving"
 
 
-def test_a_lease_whose_holder_died_on_this_host_is_taken_at_once(tmp_path: Path) -> None:
-    lake = _lake(tmp_path)
+def test_a_lease_whose_holder_died_on_this_host_is_taken_at_once(lake: Lake) -> None:
     dead = Lease(lake, WRITER_LEASE, seconds=600, holder=_dead_holder())
     dead.acquire()
     writer = WriterLease(lake, seconds=60)
