@@ -104,20 +104,19 @@ def _has_work(settings: Settings, lake: Lake) -> bool:
     return min(lake.watermarks(DERIVED_TABLES).values()) < lake.version("events")
 
 
-def _landed_by(lake: Lake, writer: str, *, after: int) -> tuple[int, int]:
-    """Events and dead letters that `writer`'s land commits after events version `after` hold.
+def _landed_by(lake: Lake, writer: str, *, after: int, upto: int) -> tuple[int, int]:
+    """Events and dead letters that `writer`'s land commits in events versions `after` + 1
+    to `upto` hold.
 
     What a batch that lost a later commit to another writer landed all the same: its run
     raised, so Beam's counters of it are gone, but land's commit is in the log.
     """
-    newest = lake.version("events")
-    if newest <= after:
+    if upto <= after:
         return 0, 0
-    ours = [
-        entry
-        for entry in lake.commit_log("events", limit=newest - after)
-        if entry.get(WRITER_KEY) == writer and entry.get("version", newest) > after
-    ]
+    log = lake.commit_log("events", limit=upto - after)
+    if min(e["version"] for e in log) > after + 1:
+        log = lake.commit_log("events")  # more commits came since `upto`: read them all
+    ours = [e for e in log if after < e["version"] <= upto and e.get(WRITER_KEY) == writer]
     return sum(e.get(EVENTS_KEY, 0) for e in ours), sum(e.get(DEAD_LETTERS_KEY, 0) for e in ours)
 
 
@@ -216,10 +215,11 @@ def _batches(
             # Nothing of the refused commit landed; what the batch committed before it is
             # repaired like a crash's. A moment's wait: the other writer is mid-batch.
             progress.conflicts += 1
-            landed, dead_letters = _landed_by(lake, run, after=accounted)
+            newest = lake.version("events")
+            landed, dead_letters = _landed_by(lake, run, after=accounted, upto=newest)
             progress.landed += landed
             progress.dead_letters += dead_letters
-            accounted = lake.version("events")
+            accounted = newest
             _log.warning("%s; planning the batch again", e)
             stop.wait(settings.pipelines.follow_interval_s)
             continue
