@@ -20,9 +20,8 @@ from benchmarks._lake_workload import generate
 from lake.compare import compare_table
 from lake.history import diff, memory_history
 from lake.maintenance import checkpoint, compact, restore, vacuum
-from lake.rows import event_row, to_table
 from lake.scan import scan
-from lake.schemas import DERIVED_TABLES, EVENTS, STATE_TABLES, TABLES, spec
+from lake.schemas import DERIVED_TABLES, STATE_TABLES, TABLES, spec
 from lake.snapshot import changes, find_cut, open_snapshot, watermark_versions
 from lake.sql import query, write_result
 from lake.tables import DEAD_LETTERS_KEY, EVENTS_KEY, OFFSETS_KEY, REWRITES_KEY, WRITER_KEY, Head, Lake
@@ -37,13 +36,18 @@ from memlake.events import (
     MemoryUpdated,
     SubjectErased,
     new_event,
-    serialize_event,
 )
 from memlake.model import Actor, ActorKind
 from memlake.settings import LakeSettings, Settings
 from pipelines.materialize import run_materialize
 from pipelines.rebuild import run_rebuild
-from tests.pipelines.helpers import assert_same_tables, expected_memories, lake_memories, pure_fold
+from tests.pipelines.helpers import (
+    assert_same_tables,
+    expected_memories,
+    lake_memories,
+    land_events,
+    pure_fold,
+)
 
 pytestmark = pytest.mark.integration
 TOPIC = "lake-test"
@@ -54,22 +58,7 @@ def _settings(root: Path, **lake: object) -> Settings:
 
 
 def _land(lake: Lake, events: list[Event], *, first_offset: int) -> None:
-    """Append events as partition 0 of a topic, as land would, in one commit."""
-    start_ms = 1_767_225_600_000
-    rows = [
-        event_row(
-            event,
-            topic=TOPIC,
-            partition=0,
-            offset=first_offset + i,
-            timestamp_ms=start_ms + (first_offset + i) * 10,
-            raw=serialize_event(event),
-        )
-        for i, event in enumerate(events)
-    ]
-    TableWriter(lake).commit_events(
-        to_table(EVENTS, rows), topic=TOPIC, offsets={0: first_offset + len(events) - 1}
-    )
+    land_events(lake, events, topic=TOPIC, first_offset=first_offset)
 
 
 def _half_materialized(root: Path, *, cubes: int, seed: int) -> tuple[Settings, Lake, list[Event]]:
@@ -101,15 +90,9 @@ def test_event_commits_skip_offsets_already_landed(lake: Lake) -> None:
 
 
 def test_an_event_commit_says_what_it_landed_and_who_landed_it(lake: Lake) -> None:
-    events = generate(20, cubes=2)
-    rows = [
-        event_row(event, topic=TOPIC, partition=0, offset=i, timestamp_ms=0, raw=serialize_event(event))
-        for i, event in enumerate(events)
-    ]
-    writer = TableWriter(lake)
     # Offsets 0..21: the last two records of the range were dead letters.
-    writer.commit_events(to_table(EVENTS, rows), topic=TOPIC, offsets={0: 21}, dead_letters=2, writer="run-a")
-    writer.commit_events(to_table(EVENTS, []), topic=TOPIC, offsets={0: 24}, dead_letters=3)
+    land_events(lake, generate(20, cubes=2), topic=TOPIC, dead_letters=2, writer="run-a")
+    land_events(lake, [], topic=TOPIC, first_offset=22, dead_letters=3)
     second, first = lake.commit_log("events", limit=2)
     assert (first[EVENTS_KEY], first[DEAD_LETTERS_KEY], first[WRITER_KEY]) == (20, 2, "run-a")
     assert (second[EVENTS_KEY], second[DEAD_LETTERS_KEY], WRITER_KEY in second) == (0, 3, False)
@@ -615,9 +598,9 @@ def test_replacing_rows_rewrites_only_those_memories_in_a_commit_without_a_water
     ],
 )
 def test_replacing_needs_rows_with_cube_memory_and_partition(
-    lake: Lake, tmp_path: Path, replacing: pa.Table, error: str
+    lake: Lake, replacing: pa.Table, error: str
 ) -> None:
     writer = TableWriter(lake)
     with pytest.raises(ValueError, match=error):
         writer.commit_derived("memory_versions", _empty("memory_versions"), watermark=1, replacing=replacing)
-    assert not Path(tmp_path / "lake" / "memory_versions").exists()  # refused before any I/O
+    assert not Path(lake.root, "memory_versions").exists()  # refused before any I/O

@@ -145,8 +145,8 @@ def _rejected_rows(schema: pa.Schema, watermark: int) -> pa.Table:
     return pa.Table.from_pylist([row], schema=schema)
 
 
-def test_reading_a_lease_never_taken_finds_it_free_and_creates_nothing(lake: Lake, tmp_path: Path) -> None:
+def test_reading_a_lease_never_taken_finds_it_free_and_creates_nothing(lake: Lake) -> None:
     lease = Lease(lake, "compact", seconds=60, holder="reader")
     state = lease.state()
     assert (state.version, state.holder, state.expires_at) == (-1, None, None)
-    assert not (tmp_path / "lake" / "_leases").exists()
+    assert not Path(lake.root, "_leases").exists()

@@ -10,16 +10,15 @@ from pathlib import Path
 import pytest
 
 from benchmarks._lake_workload import generate
-from lake.rows import event_row, to_table
-from lake.schemas import EVENTS, STATE_TABLES
+from lake.schemas import STATE_TABLES
 from lake.snapshot import find_cut
 from lake.state import StateRequest, load_states, references
 from lake.tables import Lake
-from lake.writer import TableWriter
 from memlake.events import Event, serialize_event
 from memlake.settings import LakeSettings, Settings
 from pipelines.folding import LoggedEvent, fold_cube
 from pipelines.materialize import run_materialize
+from tests.pipelines.helpers import land_events
 
 pytestmark = pytest.mark.integration
 
@@ -30,13 +29,7 @@ def _materialized(root: Path, events: list[Event] | None = None) -> Lake:
     lake.ensure_all()
     if events is None:
         events = generate(120, cubes=3, seed=9, rollbacks=False, erasures=False)
-    rows = [
-        event_row(
-            e, topic="t", partition=0, offset=i, timestamp_ms=1_767_225_600_000 + i, raw=serialize_event(e)
-        )
-        for i, e in enumerate(events)
-    ]
-    TableWriter(lake).commit_events(to_table(EVENTS, rows), topic="t", offsets={0: len(events) - 1})
+    land_events(lake, events, topic="t")
     while run_materialize(settings).plan is not None:
         pass
     return lake

@@ -7,11 +7,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from lake.compare import compare_table
-from lake.rows import memory_from_json
-from lake.schemas import TABLES
+from lake.rows import event_row, memory_from_json, to_table
+from lake.schemas import EVENTS, TABLES
 from lake.snapshot import open_snapshot
 from lake.tables import Lake
-from memlake.events import Event
+from lake.writer import TableWriter
+from memlake.events import Event, serialize_event
 from memlake.fold import CubeState, FoldResult, fold
 from memlake.model import Memory
 from memlake.settings import KafkaSettings, Settings
@@ -35,6 +36,35 @@ def produce(
         producer.flush()
         for future in futures:
             future.get(timeout=30)
+
+
+def land_events(
+    lake: Lake,
+    events: Sequence[Event],
+    *,
+    topic: str,
+    first_offset: int = 0,
+    dead_letters: int = 0,
+    writer: str | None = None,
+) -> None:
+    """Append `events` as partition 0 of `topic` in one commit, as land would: offsets from
+    `first_offset`, then `dead_letters` more records the range held (consumed, not landed)."""
+    start_ms = 1_767_225_600_000
+    rows = [
+        event_row(
+            event,
+            topic=topic,
+            partition=0,
+            offset=first_offset + i,
+            timestamp_ms=start_ms + (first_offset + i) * 10,
+            raw=serialize_event(event),
+        )
+        for i, event in enumerate(events)
+    ]
+    last = first_offset + len(events) + dead_letters - 1
+    TableWriter(lake).commit_events(
+        to_table(EVENTS, rows), topic=topic, offsets={0: last}, dead_letters=dead_letters, writer=writer
+    )
 
 
 def pure_fold(events: Iterable[Event]) -> dict[str, FoldResult]:

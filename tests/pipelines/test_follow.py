@@ -4,24 +4,14 @@ dead letters its own land commits held, in the versions it had not counted yet."
 from __future__ import annotations
 
 from benchmarks._lake_workload import generate
-from lake.rows import event_row, to_table
-from lake.schemas import EVENTS
 from lake.tables import Lake
-from lake.writer import TableWriter
-from memlake.events import serialize_event
 from pipelines.follow import _landed_by
+from tests.pipelines.helpers import land_events
 
 
 def _land(lake: Lake, first: int, count: int, *, dead_letters: int, writer: str) -> None:
     events = generate(count, cubes=2, seed=first)
-    rows = [
-        event_row(e, topic="t", partition=0, offset=first + i, timestamp_ms=0, raw=serialize_event(e))
-        for i, e in enumerate(events)
-    ]
-    last = first + count + dead_letters - 1  # the dead letters came after the events
-    TableWriter(lake).commit_events(
-        to_table(EVENTS, rows), topic="t", offsets={0: last}, dead_letters=dead_letters, writer=writer
-    )
+    land_events(lake, events, topic="t", first_offset=first, dead_letters=dead_letters, writer=writer)
 
 
 def test_a_run_counts_only_its_own_land_commits_in_the_versions_it_has_not_counted(lake: Lake) -> None:
