@@ -278,11 +278,16 @@ class TopicsNotReadyError(InfrastructureError):
 
 
 class WriteNotConfirmedError(InfrastructureError):
-    """The broker did not acknowledge a write; the event may or may not be in the log."""
+    """The broker did not acknowledge a write; the event may or may not be in the log.
 
-    def __init__(self, event_id: str, problem: str) -> None:
+    `retriable`: the client's error was one that a later try may not meet (a timeout, a
+    leader moving, the broker gone for a while), not one the write itself causes (too
+    large, not authorized)."""
+
+    def __init__(self, event_id: str, problem: str, *, retriable: bool = False) -> None:
         self.event_id = event_id
         self.problem = problem
+        self.retriable = retriable
         super().__init__(f"event {event_id} was not confirmed by the broker: {problem}")
 
 

@@ -61,7 +61,11 @@ class KafkaSettings(_Section):
     ssl_cafile: str | None = Field(None, description="CA bundle to verify the brokers.")
     ssl_certfile: str | None = Field(None, description="Client certificate (mutual TLS).")
     ssl_keyfile: str | None = Field(None, description="Client private key (mutual TLS).")
-    request_timeout_ms: Annotated[int, Field(ge=1000)] = Field(30_000, description="Client request timeout.")
+    request_timeout_ms: Annotated[int, Field(ge=1000)] = Field(
+        30_000,
+        description="Client request timeout, and how long a new client tries to reach a first broker "
+        "before it gives up.",
+    )
     delivery_timeout_ms: Annotated[int, Field(ge=1000)] = Field(
         60_000,
         description="How long a send may take, retries included, before it is reported as unconfirmed.",
@@ -74,6 +78,9 @@ class KafkaSettings(_Section):
             "bootstrap_servers": self.bootstrap.split(","),
             "security_protocol": self.security_protocol,
             "request_timeout_ms": self.request_timeout_ms,
+            # kafka-python's own default (30 s) whatever the request timeout: a follower
+            # restarted during an outage would wait that long between two tries.
+            "bootstrap_timeout_ms": self.request_timeout_ms,
         }
         optional = {
             "sasl_mechanism": self.sasl_mechanism,
@@ -191,6 +198,12 @@ class PipelineSettings(_Section):
     )
     read_timeout_s: Annotated[float, Field(gt=0)] = Field(
         60.0, description="How long a reader waits for a Kafka offset range before it fails."
+    )
+    outage_backoff_max_s: Annotated[float, Field(gt=0)] = Field(
+        30.0,
+        description="In follow mode, the longest wait between two tries while Kafka is unavailable "
+        "(the first wait is `follow_interval_s`, doubled after each failed try); a one-shot run "
+        "fails at once.",
     )
     writer_lease_s: Annotated[float, Field(ge=0)] = Field(
         60.0,

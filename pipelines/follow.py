@@ -2,14 +2,15 @@
 
 One-shot mode runs until both jobs are caught up; follow mode keeps going,
 a micro-batch at a time, and stops cleanly (between two batches, never inside
-a commit) when asked to, e.g. on SIGTERM. Only the holder of the writer lease
-runs batches (pipelines.writer_lease): a second follower stands by until the
-first stops or dies, and a one-shot run refuses. Two writers anyway (the lease
-off, or outlived) cost batches, not correctness: the commit that comes second
-conflicts with the first (the same transaction id, or the files it rewrote),
-lands nothing, and the batch is planned again from the lake as it is then.
-Every `maintenance_every` batches it compacts and checkpoints the tables, so
-that many small commits do not slow them down.
+a commit) when asked to, e.g. on SIGTERM. It waits out Kafka being away
+(pipelines.outage), then goes on from where the lake says. Only the holder of
+the writer lease runs batches (pipelines.writer_lease): a second follower
+stands by until the first stops or dies, and a one-shot run refuses. Two
+writers anyway (the lease off, or outlived) cost batches, not correctness: the
+commit that comes second conflicts with the first (the same transaction id, or
+the files it rewrote), lands nothing, and the batch is planned again from the
+lake as it is then. Every `maintenance_every` batches it compacts and
+checkpoints the tables, so that many small commits do not slow them down.
 
 A batch is one graph, `Land` then `Materialize` (started by land's commit),
 each planning its work when it runs; the graph is built and translated once
@@ -35,12 +36,13 @@ from lake.lease import holder_id
 from lake.maintenance import checkpoint, compact
 from lake.schemas import DERIVED_TABLES
 from lake.tables import DEAD_LETTERS_KEY, EVENTS_KEY, WRITER_KEY, Lake
-from memlake.errors import ConcurrentWriteError, LakeError, LeaseHeldError
+from memlake.errors import ConcurrentWriteError, InfrastructureError, LakeError, LeaseHeldError
 from memlake.settings import Settings
 from pipelines.job_process import job_process
 from pipelines.land import Land, plan_land
 from pipelines.materialize import Materialize
 from pipelines.options import metric, pipeline_options
+from pipelines.outage import Outage, is_outage
 from pipelines.prepared import PreparedPipeline
 from pipelines.writer_lease import WRITER_LEASE, WriterLease
 
@@ -59,6 +61,7 @@ class Progress:
     rejected: int = 0
     duplicates: int = 0
     conflicts: int = 0  # batches another writer's commit came first in: planned again
+    outages: int = 0  # times Kafka was away (follow mode waited for it)
     events_version: int = -1
     watermark: int = -1
     started: float = 0.0
@@ -71,6 +74,7 @@ class Progress:
             f"duplicates {self.duplicates}); events v{self.events_version}, "
             f"derived at v{self.watermark}; {rate:,.0f} events/s"
             + (f"; {self.conflicts} planned again after another writer's commit" if self.conflicts else "")
+            + (f"; waited out {self.outages} Kafka outage(s)" if self.outages else "")
         )
 
 
@@ -118,6 +122,16 @@ def _landed_by(lake: Lake, writer: str, *, after: int, upto: int) -> tuple[int, 
         log = lake.commit_log("events")  # more commits came since `upto`: read them all
     ours = [e for e in log if after < e["version"] <= upto and e.get(WRITER_KEY) == writer]
     return sum(e.get(EVENTS_KEY, 0) for e in ours), sum(e.get(DEAD_LETTERS_KEY, 0) for e in ours)
+
+
+def _count_landed(progress: Progress, lake: Lake, run: str, accounted: int) -> int:
+    """Add what `run` landed past `accounted` to `progress`, from the log: a batch that failed
+    after land's commit took Beam's counters with it. The events version counted up to."""
+    newest = lake.version("events")
+    landed, dead_letters = _landed_by(lake, run, after=accounted, upto=newest)
+    progress.landed += landed
+    progress.dead_letters += dead_letters
+    return newest
 
 
 def _standby_look_s(settings: Settings) -> float:
@@ -182,6 +196,7 @@ def _batches(
         pipeline_options(settings.pipelines, beam_args),
     )
     accounted = -1  # the events version up to which this run's landing is counted
+    outage = Outage(settings.pipelines.follow_interval_s, settings.pipelines.outage_backoff_max_s)
     standing_by: list[str | None] = []  # the holders this process stood by for, in turn
     ensured = False
     while not stop.is_set():
@@ -202,25 +217,33 @@ def _batches(
             lake.ensure_all()
             ensured = True
             accounted = lake.version("events")
-        if not _has_work(settings, lake):
+        try:
             # Checked before running the graph: an idle follower would otherwise pay a
             # whole batch's fixed cost (a second of CPU) every `follow_interval_s`.
-            if not follow:
-                break
-            stop.wait(settings.pipelines.follow_interval_s)
-            continue
-        try:
-            result = batch.run()
+            work = _has_work(settings, lake)
+            if work:
+                result = batch.run()
         except ConcurrentWriteError as e:
             # Nothing of the refused commit landed; what the batch committed before it is
             # repaired like a crash's. A moment's wait: the other writer is mid-batch.
             progress.conflicts += 1
-            newest = lake.version("events")
-            landed, dead_letters = _landed_by(lake, run, after=accounted, upto=newest)
-            progress.landed += landed
-            progress.dead_letters += dead_letters
-            accounted = newest
+            accounted = _count_landed(progress, lake, run, accounted)
             _log.warning("%s; planning the batch again", e)
+            stop.wait(settings.pipelines.follow_interval_s)
+            continue
+        except InfrastructureError as e:
+            if not follow or not is_outage(e):
+                raise
+            # What the failed batch committed is repaired by the next, like a crash's.
+            if outage.began is None:
+                progress.outages += 1
+            accounted = _count_landed(progress, lake, run, accounted)
+            stop.wait(outage.failed(e))
+            continue
+        outage.over()
+        if not work:
+            if not follow:
+                break
             stop.wait(settings.pipelines.follow_interval_s)
             continue
         planned = metric(result, _LAND, "planned_records") > 0

@@ -145,7 +145,9 @@ class DeadLetterWriter:
             try:
                 future.get(timeout=self._settings.delivery_timeout_ms / 1000)
             except KafkaError as e:
-                raise WriteNotConfirmedError(letter.event_id or "<unparsed record>", str(e)) from e
+                raise WriteNotConfirmedError(
+                    letter.event_id or "<unparsed record>", f"{type(e).__name__}: {e}", retriable=e.retriable
+                ) from e
         return len(futures)
 
     def close(self) -> None:

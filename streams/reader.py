@@ -18,7 +18,8 @@ __all__ = [
 ]
 
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,19 @@ class OffsetRange:
         return max(0, self.end - self.start)
 
 
+@contextmanager
+def _broker_calls(settings: KafkaSettings, what: str) -> Iterator[None]:
+    """kafka-python's own errors (a request timed out, no broker reachable) as memlake's:
+    a follower rides out a `BrokerUnavailableError`, and the CLI prints it as one line,
+    where a raw `KafkaTimeoutError` ended both."""
+    from kafka.errors import KafkaError
+
+    try:
+        yield
+    except (KafkaError, OSError) as e:
+        raise BrokerUnavailableError(settings.bootstrap, f"{what}: {type(e).__name__}: {e}") from e
+
+
 def _partitions(consumer: Any, topic: str, settings: KafkaSettings) -> list[int]:
     deadline = time.monotonic() + settings.request_timeout_ms / 1000
     while time.monotonic() < deadline:
@@ -67,7 +81,7 @@ def end_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
     """The next offset to be written, per partition (the high watermark)."""
     from kafka import TopicPartition
 
-    with borrow(settings) as consumer:
+    with borrow(settings) as consumer, _broker_calls(settings, f"end offsets of {topic!r}"):
         tps = [TopicPartition(topic, p) for p in _partitions(consumer, topic, settings)]
         return {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
 
@@ -76,7 +90,7 @@ def start_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
     """The first offset still in the log, per partition."""
     from kafka import TopicPartition
 
-    with borrow(settings) as consumer:
+    with borrow(settings) as consumer, _broker_calls(settings, f"start offsets of {topic!r}"):
         tps = [TopicPartition(topic, p) for p in _partitions(consumer, topic, settings)]
         return {tp.partition: off for tp, off in consumer.beginning_offsets(tps).items()}
 
@@ -116,9 +130,12 @@ def read_range(
     # append, and without the `crc32c` package kafka-python computes it in pure Python.
     # A pooled client (streams.consumer_pool): it goes back to the pool only when the whole
     # range was read; a failed or abandoned read closes it.
-    with borrow(
-        settings, max_poll_records=2000, fetch_max_bytes=32 * 1024 * 1024, check_crcs=check_crcs
-    ) as consumer:
+    with (
+        borrow(
+            settings, max_poll_records=2000, fetch_max_bytes=32 * 1024 * 1024, check_crcs=check_crcs
+        ) as consumer,
+        _broker_calls(settings, f"reading {span.topic}[{span.partition}]"),
+    ):
         tp = TopicPartition(span.topic, span.partition)
         consumer.assign([tp])
         consumer.seek(tp, span.start)

@@ -5,6 +5,7 @@ tables and folders."""
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ _REPO = Path(__file__).resolve().parents[1]
 # Apart from a developer's own broker (19092) so that tests never touch it.
 TEST_BROKER_PORT = int(os.environ.get("MEMLAKE_TEST_BROKER_PORT", "29092"))
 TEST_OBJECT_STORE_PORT = int(os.environ.get("MEMLAKE_TEST_OBJECT_STORE_PORT", "29096"))
+# A broker tests may stop, pause or kill: never the shared one.
+PRIVATE_BROKER_PORT = int(os.environ.get("MEMLAKE_TEST_PRIVATE_BROKER_PORT", "39092"))
 
 
 # Set for every test; a job in production runs without them.
@@ -78,6 +81,40 @@ def broker(broker_settings: BrokerSettings) -> Iterator[LocalBroker]:
     yield local
     if not was_running:
         local.down()
+
+
+@pytest.fixture(scope="session")
+def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A broker of its own, on other ports with its home under a temporary folder, for the
+    tests that stop, pause or kill one: the shared session broker is never touched. Each
+    such test leaves it running."""
+    settings = BrokerSettings(
+        home=tmp_path_factory.mktemp("private-broker"),
+        port=PRIVATE_BROKER_PORT,
+        controller_port=PRIVATE_BROKER_PORT + 1,
+        heap="512m",
+    )
+    broker = LocalBroker(settings)
+    broker.up()
+    yield broker
+    broker.down()
+
+
+@pytest.fixture
+def quiet_kafka_client() -> Iterator[None]:
+    """No log records from kafka-python during this test.
+
+    While the broker is down the client logs each refused connection with the
+    exception, whose traceback holds the client's unclosed socket (kafka-python
+    3.0.12 does not close a socket whose connect() failed). Captured records would
+    keep those sockets alive past the test, and they would surface later as
+    unraisable ResourceWarnings in whichever test happens to collect them.
+    """
+    kafka_logger = logging.getLogger("kafka")
+    level = kafka_logger.level
+    kafka_logger.setLevel(logging.CRITICAL + 1)
+    yield
+    kafka_logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")

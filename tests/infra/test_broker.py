@@ -1,7 +1,7 @@
 """The local broker for real: lifecycle errors, a forced producer retry, and a SIGKILL mid-stream.
 
-These tests start their OWN broker on other ports with its home under a temporary
-folder, so that pausing or killing it never touches the shared session broker.
+These tests use the private broker (tests/conftest.py: other ports, its home under a
+temporary folder), so that pausing or killing it never touches the shared session broker.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,39 +30,6 @@ from tests.streams.log_helpers import read_all
 from tests.waiting import until
 
 pytestmark = pytest.mark.integration
-
-PRIVATE_PORT = int(os.environ.get("MEMLAKE_TEST_PRIVATE_BROKER_PORT", "39092"))
-
-
-@pytest.fixture(scope="module")
-def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
-    settings = BrokerSettings(
-        home=tmp_path_factory.mktemp("private-broker"),
-        port=PRIVATE_PORT,
-        controller_port=PRIVATE_PORT + 1,
-        heap="512m",
-    )
-    broker = LocalBroker(settings)
-    broker.up()
-    yield broker
-    broker.down()
-
-
-@pytest.fixture
-def quiet_kafka_client() -> Iterator[None]:
-    """No log records from kafka-python during this test.
-
-    While the broker is down the client logs each refused connection with the
-    exception, whose traceback holds the client's unclosed socket (kafka-python
-    3.0.12 does not close a socket whose connect() failed). Captured records would
-    keep those sockets alive past the test, and they would surface later as
-    unraisable ResourceWarnings in whichever test happens to collect them.
-    """
-    kafka_logger = logging.getLogger("kafka")
-    level = kafka_logger.level
-    kafka_logger.setLevel(logging.CRITICAL + 1)
-    yield
-    kafka_logger.setLevel(level)
 
 
 def _topic(broker: LocalBroker, partitions: int, **overrides: int) -> KafkaSettings:

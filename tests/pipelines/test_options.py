@@ -13,7 +13,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
-from memlake.errors import ConcurrentWriteError
+from memlake.errors import BrokerUnavailableError, ConcurrentWriteError
 from memlake.settings import PipelineSettings
 from pipelines.options import Spread, new_pipeline, pipeline_options, step_errors
 from tests.pipelines.helpers import PORTABLE, PROCESSES
@@ -116,3 +116,16 @@ def test_a_write_conflict_in_a_worker_is_read_back_from_its_text(beam_args: list
         )
     assert raised.value.table == "usage"
     assert raised.value.problem == "another writer committed first: Concurrent transaction failed."
+
+
+@pytest.mark.parametrize(
+    "beam_args",
+    [pytest.param(PROCESSES, id="processes"), pytest.param(PORTABLE, id="portable")],
+)
+def test_kafka_unavailable_in_a_worker_is_read_back_from_its_text(beam_args: list[str]) -> None:
+    """A follower waits out an outage a worker met, as one its own process met."""
+    problem = "reading t[3]: KafkaTimeoutError: Failed to get offsets by timestamps in 30000 ms"
+    with pytest.raises(BrokerUnavailableError) as raised:
+        _run_raising(BrokerUnavailableError, "10.0.0.7:9092,10.0.0.8:9092", problem, beam_args=beam_args)
+    assert raised.value.bootstrap == "10.0.0.7:9092,10.0.0.8:9092"
+    assert raised.value.problem == problem
