@@ -160,8 +160,11 @@ def scan(
     if filter is None:
         return dataset.to_table(columns=wanted).cast(target)
     # The filter is evaluated in memory, not pushed into the scan: pushed down, pyarrow
-    # would compare it with the files' string_view statistics and fail.
-    narrow = [c for c in table.schema.names if c not in _WIDE or _mentions(filter, c)]
+    # would compare it with the files' string_view statistics and fail. So the first read
+    # takes only the columns the filter names and the narrow ones asked for: every narrow
+    # column of a `memories` bucket (21 of them) was most of a follower's batch once its
+    # state cache overflowed.
+    narrow = [c for c in table.schema.names if _mentions(filter, c) or (c in wanted and c not in _WIDE)]
     head = dataset.to_table(columns=narrow).cast(pa.schema([table.schema.field(c) for c in narrow]))
     head = head.append_column("__row", pa.array(range(head.num_rows), pa.int64()))
     kept = head.filter(filter)

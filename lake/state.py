@@ -323,10 +323,18 @@ def _current_memories(
     decode: Callable[[str], Memory],
 ) -> dict[str, dict[str, Memory]]:
     """The current memories `wanted`, and every memory of `full_ids`."""
+    memory_ids = {m for _, m in wanted}
+    if not memory_ids and not full_ids:
+        return defaultdict(dict)
     bucket_filter, bucket_prune = _in_buckets(cube_ids, buckets)
-    memory_filter = _isin("memory_id", {m for _, m in wanted})
+    memory_filter = _isin("memory_id", memory_ids)
     if full_ids:
         memory_filter = memory_filter | _isin("cube_id", full_ids)
+    elif memory_ids:
+        # Memory ids the SDK makes are UUIDv7, time-ordered: a batch's new memories are newer
+        # than every file of the table, whose statistics skip them (most of the files read).
+        lowest, highest = sql_literal(min(memory_ids)), sql_literal(max(memory_ids))
+        bucket_prune = f"{bucket_prune} AND memory_id >= {lowest} AND memory_id <= {highest}"
     rows = snap.read(
         "memories",
         columns=["cube_id", "memory_id", "memory_json"],

@@ -183,7 +183,8 @@ class PipelineSettings(_Section):
     )
     state_cache_versions: Annotated[int, Field(ge=0)] = Field(
         100_000,
-        description="Memory and cube versions of folded cube states a materialize worker keeps between "
+        description="Memory versions, and cube versions that changed more than the version, of folded "
+        "cube states a materialize worker keeps between "
         "micro-batches (0: none; about 7 KB of heap a memory version); cubes of at most 1/16 of it are read "
         "whole once to be kept, as many as it has room for.",
     )

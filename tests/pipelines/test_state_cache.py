@@ -6,12 +6,14 @@ from __future__ import annotations
 import pytest
 
 from benchmarks._lake_workload import generate
+from lake.schemas import DERIVED_TABLES
 from lake.state import LoadedState
 from lake.tables import Lake
 from memlake.fold import CubeState, fold
 from memlake.settings import Settings
+from pipelines.folding import LoggedEvent, fold_cube
 from pipelines.follow import run_jobs
-from pipelines.state_cache import KeptState, StateCache, drop_state_cache, keep, state_cache
+from pipelines.state_cache import KeptState, StateCache, changes_only, drop_state_cache, keep, state_cache
 from tests.memlake import builders as b
 from tests.pipelines.helpers import (
     assert_same_tables,
@@ -84,13 +86,42 @@ def test_keep_empties_the_judged_ids_and_records_who_made_each_version() -> None
     ]
     kept = keep(9, state, LoadedState(CubeState(), complete=True), rows)
     assert kept.state.applied == frozenset()
-    assert kept.versions == 2 + 3  # m1's two versions and the cube's three
+    assert kept.versions == 2 + 1  # m1's two versions; of the cube's three, the one that changed more
     assert kept.made_by[("m1", 2)] == ("e2", "memory.updated")
     loaded = kept.loaded({"x"}, {"y"})
     assert loaded.complete
     assert loaded.state.applied == {"x"}
     assert loaded.state.refused == {"y"}
     assert loaded.loaded_history == state.history
+
+
+def test_a_kept_state_holds_the_cube_versions_a_whole_read_has_and_folds_a_rollback_the_same() -> None:
+    clock = b.Clock()
+    first = [
+        b.created(at=clock()),
+        b.policy_changed(at=clock(), ttl_seconds=60),
+        b.added("m1", at=clock()),
+        b.added("m2", at=clock()),
+        b.policy_changed(at=clock(), ttl_seconds=120),
+        b.updated("m1", at=clock(), content={"text": "v2"}),
+    ]
+    state = fold(CubeState(), first).state
+    kept = keep(9, state, LoadedState(CubeState(), complete=True), [])
+    # Memory events move the version only: what the lake stores `cube_json` for is kept.
+    assert [c.version for c in kept.state.cube_history] == [1, 2, 5]
+    assert kept.state.cube_history == changes_only(state.cube_history)
+    assert kept.versions == 3 + 3  # m1's two versions, m2's one; three cube versions
+
+    second = [b.rolled_back(4, at=clock()), b.added("m3", at=clock()), b.rolled_back(2, at=clock())]
+    logged = [LoggedEvent(e, "{}", 10, "t", 0, 100 + i, clock()) for i, e in enumerate(second)]
+    whole = fold_cube(LoadedState(state, state.history, {}, complete=True), logged, buckets=8)
+    from_kept = fold_cube(kept.loaded(set(), set()), logged, buckets=8)
+    for name in DERIVED_TABLES:
+        assert from_kept.table(name) == whole.table(name), name
+    assert from_kept.state is not None
+    assert whole.state is not None
+    assert from_kept.state.cube == whole.state.cube
+    assert from_kept.state.cube.policy.ttl_seconds == 60  # the policy at version 2
 
 
 def test_per_process_caches_are_per_lake_root() -> None:
