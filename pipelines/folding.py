@@ -12,7 +12,7 @@ and are idempotent by key.
 
 from __future__ import annotations
 
-__all__ = ["LoggedEvent", "CubeRows", "fold_cube", "EV", "MADE"]
+__all__ = ["LoggedEvent", "CubeRows", "changed_more_than_version", "fold_cube", "EV", "MADE"]
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,13 +24,19 @@ from lake.schemas import bucket_of
 from lake.state import LoadedState
 from memlake.events import Event, MemoryAccessed, SubjectErased
 from memlake.fold import CubeState, fold
-from memlake.model import Memory, equal_but
+from memlake.model import Cube, Memory, equal_but
 
 EV = "_ev"  # the events-table version a row comes from
 # On the `memory_versions` rows of a memory an erasure rewrote: the events version that made
 # that version (-1: it was in the lake before the batch). Null on every other row.
 MADE = "_made"
 _VERSION = frozenset({"version"})  # what a memory event alone changes in its cube
+
+
+def changed_more_than_version(previous: Cube | None, cube: Cube) -> bool:
+    """Whether `cube` differs from the version before it in more than the version: such cube
+    versions are the ones `cube_versions` stores `cube_json` for, and a state holds."""
+    return previous is None or not equal_but(previous, cube, _VERSION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +179,7 @@ def fold_cube(
     for event, version in result.applied:
         logged = by_version[version]
         cube = new_cubes[version]
-        changed = previous is None or not equal_but(previous, cube, _VERSION)
+        changed = changed_more_than_version(previous, cube)
         if bucket is None:
             bucket = bucket_of(event.cube_id, buckets)
         rows.cube_versions.append(

@@ -38,9 +38,8 @@ from typing import Any
 
 from lake.state import LoadedState
 from memlake.fold import CubeState
-from memlake.model import Cube, equal_but
-
-_VERSION = frozenset({"version"})
+from memlake.model import Cube
+from pipelines.folding import changed_more_than_version
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ def changes_only(cube_history: Iterable[Cube]) -> tuple[Cube, ...]:
     at or before its target, which the versions left out share with the one before them."""
     kept: list[Cube] = []
     for cube in cube_history:
-        if not kept or not equal_but(kept[-1], cube, _VERSION):
+        if changed_more_than_version(kept[-1] if kept else None, cube):
             kept.append(cube)
     return tuple(kept)
 
