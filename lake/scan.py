@@ -162,7 +162,7 @@ def scan(
     # The filter is evaluated in memory, not pushed into the scan: pushed down, pyarrow
     # would compare it with the files' string_view statistics and fail. So the first read
     # takes only the columns the filter names and the narrow ones asked for: every narrow
-    # column of a `memories` bucket (21 of them) was most of a follower's batch once its
+    # column of a `memories` bucket (22 of them) was most of a follower's batch once its
     # state cache overflowed.
     narrow = [c for c in table.schema.names if _mentions(filter, c) or (c in wanted and c not in _WIDE)]
     head = dataset.to_table(columns=narrow).cast(pa.schema([table.schema.field(c) for c in narrow]))
