@@ -290,6 +290,14 @@ class WriteNotConfirmedError(InfrastructureError):
         self.retriable = retriable
         super().__init__(f"event {event_id} was not confirmed by the broker: {problem}")
 
+    @classmethod
+    def from_client_error(cls, event_id: str, error: Exception) -> WriteNotConfirmedError:
+        """From the Kafka client's error on the send: its class and text, and whether it is
+        retriable (kafka-python's errors say so in `retriable`)."""
+        return cls(
+            event_id, f"{type(error).__name__}: {error}", retriable=bool(getattr(error, "retriable", False))
+        )
+
 
 class LakeError(InfrastructureError):
     """A Delta table could not be read or written."""

@@ -145,8 +145,8 @@ class DeadLetterWriter:
             try:
                 future.get(timeout=self._settings.delivery_timeout_ms / 1000)
             except KafkaError as e:
-                raise WriteNotConfirmedError(
-                    letter.event_id or "<unparsed record>", f"{type(e).__name__}: {e}", retriable=e.retriable
+                raise WriteNotConfirmedError.from_client_error(
+                    letter.event_id or "<unparsed record>", e
                 ) from e
         return len(futures)
 

@@ -138,9 +138,7 @@ class EventProducer:
             try:
                 meta = future.get(timeout=timeout_s)
             except KafkaError as e:
-                raise WriteNotConfirmedError(
-                    event_id, f"{type(e).__name__}: {e}", retriable=e.retriable
-                ) from e
+                raise WriteNotConfirmedError.from_client_error(event_id, e) from e
             out.append(Delivery(event_id, cube_id, meta.topic, meta.partition, meta.offset))
         return out
 
