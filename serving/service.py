@@ -61,6 +61,7 @@ from serving.retrieval import HybridRetriever
 from serving.scheduler import MemScheduler, SchedulerPolicy, SchedulerWeights
 from serving.snapshot import ChangeSet, LakeCut
 from serving.writes import Commands
+from streams.broker_calls import broker_calls
 from streams.producer import EventProducer
 from streams.reader import end_offsets
 from streams.sealing import LocalKeyStore, Sealer
@@ -225,23 +226,25 @@ class KafkaOffsetProbe:
 
     def _fetch(self) -> dict[int, int]:
         from kafka import KafkaConsumer, TopicPartition
-        from kafka.errors import KafkaError
 
         topic = self._kafka.events_topic
         try:
-            if self._consumer is None:
-                self._consumer = KafkaConsumer(**self._kafka.client_options(), enable_auto_commit=False)
-            if not self._partitions:
-                parts = self._consumer.partitions_for_topic(topic) or set()
-                self._partitions = [TopicPartition(topic, p) for p in sorted(parts)]
-            if not self._partitions:
-                return end_offsets(self._kafka, topic)  # waits for the topic's metadata, then fails clearly
-            return {
-                tp.partition: int(off) for tp, off in self._consumer.end_offsets(self._partitions).items()
-            }
-        except (KafkaError, OSError) as e:
-            self.close()
-            raise BrokerUnavailableError(self._kafka.bootstrap, str(e)) from e
+            with broker_calls(self._kafka.bootstrap, f"end offsets of {topic!r}"):
+                if self._consumer is None:
+                    self._consumer = KafkaConsumer(**self._kafka.client_options(), enable_auto_commit=False)
+                if not self._partitions:
+                    parts = self._consumer.partitions_for_topic(topic) or set()
+                    self._partitions = [TopicPartition(topic, p) for p in sorted(parts)]
+                if not self._partitions:
+                    return end_offsets(
+                        self._kafka, topic
+                    )  # waits for the topic's metadata, then fails clearly
+                return {
+                    tp.partition: int(off) for tp, off in self._consumer.end_offsets(self._partitions).items()
+                }
+        except BrokerUnavailableError:
+            self.close()  # a fresh client next time: this one may be stuck on the lost connection
+            raise
 
     def end_offsets(self, *, refresh: bool = False) -> Mapping[int, int]:
         with self._lock:

@@ -8,8 +8,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from memlake.errors import BrokerUnavailableError, TopicsNotReadyError
+from memlake.errors import TopicsNotReadyError
 from memlake.settings import KafkaSettings
+from streams.broker_calls import broker_calls
 
 if TYPE_CHECKING:
     from kafka import KafkaAdminClient
@@ -43,32 +44,33 @@ def ensure_topics(settings: KafkaSettings, specs: list[TopicSpec] | None = None)
     """
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
+    from kafka.errors import TopicAlreadyExistsError
 
     specs = memlake_topics(settings) if specs is None else specs
-    try:
+    with broker_calls(settings.bootstrap, "connecting an admin client"):
         admin = KafkaAdminClient(**settings.client_options())
-    except (KafkaError, OSError) as e:
-        raise BrokerUnavailableError(settings.bootstrap, str(e)) from e
     try:
-        existing = set(admin.list_topics())
-        missing = [s for s in specs if s.name not in existing]
-        created: list[str] = []
-        for spec in missing:
-            try:
-                admin.create_topics(
-                    [NewTopic(spec.name, spec.partitions, spec.replication_factor, topic_configs=spec.config)]
-                )
-                created.append(spec.name)
-            except TopicAlreadyExistsError:
-                continue  # created concurrently by another process: fine
-        # A topic created concurrently by another process may have another partition count:
-        # for those, any count will do as long as every partition has a leader.
-        expected = {s.name: (s.partitions if s.name in created else None) for s in missing}
-        _wait_until_ready(admin, expected, settings)
-        return created
-    except KafkaError as e:
-        raise BrokerUnavailableError(settings.bootstrap, str(e)) from e
+        with broker_calls(settings.bootstrap, "creating topics"):
+            existing = set(admin.list_topics())
+            missing = [s for s in specs if s.name not in existing]
+            created: list[str] = []
+            for spec in missing:
+                try:
+                    admin.create_topics(
+                        [
+                            NewTopic(
+                                spec.name, spec.partitions, spec.replication_factor, topic_configs=spec.config
+                            )
+                        ]
+                    )
+                    created.append(spec.name)
+                except TopicAlreadyExistsError:
+                    continue  # created concurrently by another process: fine
+            # A topic created concurrently by another process may have another partition count:
+            # for those, any count will do as long as every partition has a leader.
+            expected = {s.name: (s.partitions if s.name in created else None) for s in missing}
+            _wait_until_ready(admin, expected, settings)
+            return created
     finally:
         admin.close()
 
@@ -152,27 +154,24 @@ class TopicState:
 def describe_topics(settings: KafkaSettings) -> list[TopicState]:
     """memlake's topics with their first and next offsets per partition."""
     from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
 
-    try:
+    with broker_calls(settings.bootstrap, "connecting a consumer"):
         consumer = KafkaConsumer(**settings.client_options(), enable_auto_commit=False)
-    except (KafkaError, OSError) as e:
-        raise BrokerUnavailableError(settings.bootstrap, str(e)) from e
     try:
-        existing = consumer.topics()
-        states = []
-        for spec in memlake_topics(settings):
-            if spec.name not in existing:
-                states.append(TopicState(spec.name, None, None))
-                continue
-            tps = [
-                TopicPartition(spec.name, p) for p in sorted(consumer.partitions_for_topic(spec.name) or ())
-            ]
-            starts = {tp.partition: off for tp, off in consumer.beginning_offsets(tps).items()}
-            ends = {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
-            states.append(TopicState(spec.name, dict(sorted(starts.items())), dict(sorted(ends.items()))))
-        return states
-    except KafkaError as e:
-        raise BrokerUnavailableError(settings.bootstrap, str(e)) from e
+        with broker_calls(settings.bootstrap, "describing topics"):
+            existing = consumer.topics()
+            states = []
+            for spec in memlake_topics(settings):
+                if spec.name not in existing:
+                    states.append(TopicState(spec.name, None, None))
+                    continue
+                tps = [
+                    TopicPartition(spec.name, p)
+                    for p in sorted(consumer.partitions_for_topic(spec.name) or ())
+                ]
+                starts = {tp.partition: off for tp, off in consumer.beginning_offsets(tps).items()}
+                ends = {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
+                states.append(TopicState(spec.name, dict(sorted(starts.items())), dict(sorted(ends.items()))))
+            return states
     finally:
         consumer.close()

@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from memlake.errors import BrokerUnavailableError
 from memlake.settings import KafkaSettings
+from streams.broker_calls import broker_calls
 
 _IDLE_PER_KEY = 4  # clients kept per (settings, options); more borrowers get new ones
 
@@ -75,9 +75,8 @@ class _Pool:
 
 def _connect(settings: KafkaSettings, **options: Any) -> Any:
     from kafka import KafkaConsumer
-    from kafka.errors import KafkaError
 
-    try:
+    with broker_calls(settings.bootstrap, "connecting a consumer"):
         return KafkaConsumer(
             **settings.client_options(),
             enable_auto_commit=False,  # offsets live in the lake, never in the broker
@@ -85,8 +84,6 @@ def _connect(settings: KafkaSettings, **options: Any) -> Any:
             consumer_timeout_ms=1000,
             **options,
         )
-    except (KafkaError, OSError) as e:
-        raise BrokerUnavailableError(settings.bootstrap, str(e)) from e
 
 
 _POOL = _Pool()

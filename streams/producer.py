@@ -15,9 +15,10 @@ from itertools import islice
 from types import TracebackType
 from typing import Any
 
-from memlake.errors import BrokerUnavailableError, ConfigError, WriteNotConfirmedError
+from memlake.errors import ConfigError, WriteNotConfirmedError
 from memlake.events import Event, serialize_event
 from memlake.settings import KafkaSettings
+from streams.broker_calls import broker_calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +77,9 @@ class EventProducer:
     def _connect(self) -> Any:
         if self._producer is None:
             from kafka import KafkaProducer
-            from kafka.errors import KafkaError
 
-            try:
+            with broker_calls(self._settings.bootstrap, "connecting a producer"):
                 self._producer = KafkaProducer(**producer_options(self._settings))
-            except (KafkaError, OSError) as e:
-                raise BrokerUnavailableError(self._settings.bootstrap, str(e)) from e
         return self._producer
 
     def send_raw(self, key: bytes | None, value: bytes, *, topic: str | None = None) -> Any:

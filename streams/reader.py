@@ -18,13 +18,13 @@ __all__ = [
 ]
 
 import time
-from collections.abc import Generator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from memlake.errors import BrokerUnavailableError
 from memlake.settings import KafkaSettings
+from streams.broker_calls import broker_calls
 from streams.consumer_pool import borrow
 
 
@@ -54,19 +54,6 @@ class OffsetRange:
         return max(0, self.end - self.start)
 
 
-@contextmanager
-def _broker_calls(settings: KafkaSettings, what: str) -> Iterator[None]:
-    """kafka-python's own errors (a request timed out, no broker reachable) as memlake's:
-    a follower rides out a `BrokerUnavailableError`, and the CLI prints it as one line,
-    where a raw `KafkaTimeoutError` ended both."""
-    from kafka.errors import KafkaError
-
-    try:
-        yield
-    except (KafkaError, OSError) as e:
-        raise BrokerUnavailableError(settings.bootstrap, f"{what}: {type(e).__name__}: {e}") from e
-
-
 def _partitions(consumer: Any, topic: str, settings: KafkaSettings) -> list[int]:
     deadline = time.monotonic() + settings.request_timeout_ms / 1000
     while time.monotonic() < deadline:
@@ -81,7 +68,7 @@ def end_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
     """The next offset to be written, per partition (the high watermark)."""
     from kafka import TopicPartition
 
-    with borrow(settings) as consumer, _broker_calls(settings, f"end offsets of {topic!r}"):
+    with borrow(settings) as consumer, broker_calls(settings.bootstrap, f"end offsets of {topic!r}"):
         tps = [TopicPartition(topic, p) for p in _partitions(consumer, topic, settings)]
         return {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
 
@@ -90,7 +77,7 @@ def start_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
     """The first offset still in the log, per partition."""
     from kafka import TopicPartition
 
-    with borrow(settings) as consumer, _broker_calls(settings, f"start offsets of {topic!r}"):
+    with borrow(settings) as consumer, broker_calls(settings.bootstrap, f"start offsets of {topic!r}"):
         tps = [TopicPartition(topic, p) for p in _partitions(consumer, topic, settings)]
         return {tp.partition: off for tp, off in consumer.beginning_offsets(tps).items()}
 
@@ -134,7 +121,7 @@ def read_range(
         borrow(
             settings, max_poll_records=2000, fetch_max_bytes=32 * 1024 * 1024, check_crcs=check_crcs
         ) as consumer,
-        _broker_calls(settings, f"reading {span.topic}[{span.partition}]"),
+        broker_calls(settings.bootstrap, f"reading {span.topic}[{span.partition}]"),
     ):
         tp = TopicPartition(span.topic, span.partition)
         consumer.assign([tp])

@@ -37,6 +37,7 @@ from memlake.events import (
 )
 from memlake.model import Content
 from memlake.settings import KafkaSettings
+from streams.broker_calls import broker_calls
 from streams.dead_letters import DeadLetter
 from streams.reader import Record
 
@@ -78,23 +79,21 @@ class LogTail:
 
     def __enter__(self) -> LogTail:
         from kafka import KafkaConsumer, TopicPartition
-        from kafka.errors import KafkaError
 
         settings = self._settings
-        try:
+        with broker_calls(settings.bootstrap, "connecting a consumer"):
             consumer = KafkaConsumer(
                 **settings.client_options(), enable_auto_commit=False, auto_offset_reset="earliest"
             )
-        except (KafkaError, OSError) as e:
-            raise BrokerUnavailableError(settings.bootstrap, str(e)) from e
         try:
-            tps = [TopicPartition(settings.events_topic, p) for p in _partitions(consumer, settings)]
-            consumer.assign(tps)
-            if self._from_beginning:
-                consumer.seek_to_beginning(*tps)
-            else:
-                for tp, end in consumer.end_offsets(tps).items():
-                    consumer.seek(tp, end)
+            with broker_calls(settings.bootstrap, f"seeking in {settings.events_topic!r}"):
+                tps = [TopicPartition(settings.events_topic, p) for p in _partitions(consumer, settings)]
+                consumer.assign(tps)
+                if self._from_beginning:
+                    consumer.seek_to_beginning(*tps)
+                else:
+                    for tp, end in consumer.end_offsets(tps).items():
+                        consumer.seek(tp, end)
         except BaseException:
             consumer.close()
             raise
@@ -107,15 +106,13 @@ class LogTail:
             self._consumer = None
 
     def __iter__(self) -> Iterator[Tailed]:
-        from kafka.errors import KafkaError
-
         if self._consumer is None:
             raise RuntimeError("enter the LogTail (`with LogTail(...) as tail:`) before iterating")
         consumer = self._consumer
         yielded = 0
         last_seen = time.monotonic()
         wanted_key = self._cube_id.encode() if self._cube_id is not None else None
-        try:
+        with broker_calls(self._settings.bootstrap, f"reading {self._settings.events_topic!r}"):
             while self._max_events is None or yielded < self._max_events:
                 batches = consumer.poll(timeout_ms=self._poll_ms)
                 messages = sorted(
@@ -152,8 +149,6 @@ class LogTail:
                     yielded += 1
                     if self._max_events is not None and yielded >= self._max_events:
                         return
-        except KafkaError as e:
-            raise BrokerUnavailableError(self._settings.bootstrap, str(e)) from e
 
 
 def follow(
