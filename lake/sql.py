@@ -60,6 +60,14 @@ def query(lake: Lake, sql: str, *, as_of: int | datetime | None = None) -> pa.Ta
     """Run one SQL statement over the lake's tables; the result as Arrow."""
     import duckdb
 
+    if isinstance(as_of, int):
+        # A version past the log's head would read as the lake now, and one before it as
+        # empty tables: either answers a question the caller did not ask.
+        latest = lake.version("events")
+        if not 0 <= as_of <= latest:
+            raise TimeTravelError(
+                "events", f"the events table has versions 0..{latest}, not {as_of}", requested=as_of
+            )
     connection = duckdb.connect()
     try:
         for name in _named(sql):

@@ -12,7 +12,7 @@ For a whole table at an old Delta version, see `lake.sql` and
 
 from __future__ import annotations
 
-__all__ = ["CubeView", "as_of", "version_at", "current"]
+__all__ = ["CubeView", "as_of", "version_at", "current", "current_version"]
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -85,6 +85,11 @@ def version_at(lake: Lake, cube_id: str, timestamp: datetime, *, snapshot: Snaps
     if rows.num_rows == 0:
         return 0
     return int(pc.max(rows.column("version")).as_py())
+
+
+def current_version(lake: Lake, cube_id: str) -> int:
+    """The cube's version in the lake's newest snapshot (0: the lake has not seen the cube)."""
+    return _current_version(open_snapshot(lake, tables=("cubes",)), cube_id)
 
 
 def current(lake: Lake, cube_id: str) -> CubeView:

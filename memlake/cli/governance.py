@@ -18,9 +18,9 @@ import dataclasses
 import functools
 import json
 import sys
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from memlake.cli import arguments
 from memlake.model import utcnow
 from memlake.settings import ModelSettings, Settings
 
@@ -47,13 +47,6 @@ def embed_factory(settings: Settings) -> functools.partial[Embed]:
     return functools.partial(minilm_embed, settings.models)
 
 
-def _when(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{value!r} needs a timezone (e.g. 2026-01-01T00:00:00+00:00)")
-    return parsed
-
-
 def register(commands: Any) -> None:
     consolidate = commands.add_parser(
         "consolidate",
@@ -63,7 +56,9 @@ def register(commands: Any) -> None:
     )
     consolidate.add_argument("--dry-run", action="store_true", help="print what it would do, write nothing")
     consolidate.add_argument("--cube", help="only this cube")
-    consolidate.add_argument("--as-of", type=_when, help="decide as of this time (default: now)")
+    consolidate.add_argument(
+        "--as-of", type=arguments.timestamp, help="decide as of this time (default: now)"
+    )
     consolidate.add_argument(
         "--full", action="store_true", help="compare every pair of memories, not only pairs with a new one"
     )
@@ -77,7 +72,7 @@ def register(commands: Any) -> None:
         "audit", help="who read or changed what in a cube, and when (from the lake's events table)"
     )
     audit.add_argument("cube_id")
-    audit.add_argument("--since", type=_when, help="only events logged at or after this time")
+    audit.add_argument("--since", type=arguments.timestamp, help="only events logged at or after this time")
     audit.add_argument("--principal", help="only this actor (kind:id)")
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
     audit.set_defaults(run=_audit)
@@ -98,7 +93,10 @@ def register(commands: Any) -> None:
     )
     erase.add_argument("subject_id")
     erase.add_argument(
-        "--actor", default="system:erasure", help="principal asking (checked against each cube's erase_by)"
+        "--actor",
+        type=arguments.principal,
+        default="system:erasure",
+        help="principal kind:id asking (checked against each cube's erase_by)",
     )
     erase.add_argument("--dry-run", action="store_true", help="show the footprint, change nothing")
     after = erase.add_mutually_exclusive_group()
@@ -174,12 +172,11 @@ def _verify(settings: Settings, args: argparse.Namespace) -> int:
 
 def _erase(settings: Settings, args: argparse.Namespace) -> int:
     from memlake.cli._erase import erase_subject
-    from memlake.model import Actor
 
     report = erase_subject(
         settings,
         args.subject_id,
-        actor=Actor.parse(args.actor),
+        actor=args.actor,
         dry_run=args.dry_run,
         materialize=args.materialize,
         wait_s=args.wait,

@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from memlake.model import Actor, ActorKind
+from memlake.cli import arguments
+from memlake.errors import CubeNotFoundError, RollbackTargetError
 from memlake.settings import Settings
 
 
@@ -47,9 +48,16 @@ def register(commands: Any) -> None:
 
     rollback = commands.add_parser("rollback", help="roll a cube back to one of its versions (an event)")
     rollback.add_argument("cube_id")
-    rollback.add_argument("--to-version", type=int, required=True)
+    rollback.add_argument(
+        "--to-version", type=arguments.cube_version, required=True, help="a version the cube has in the lake"
+    )
     rollback.add_argument("--reason")
-    rollback.add_argument("--actor", default="system:memlake-cli", help="principal kind:id emitting it")
+    rollback.add_argument(
+        "--actor",
+        type=arguments.principal,
+        default="system:memlake-cli",
+        help="principal kind:id emitting it",
+    )
     rollback.set_defaults(run=_rollback)
 
     lake = commands.add_parser("lake", help="table maintenance and repair")
@@ -82,20 +90,24 @@ def register(commands: Any) -> None:
 
     show = commands.add_parser("show", help="a cube and its memories, now or as of a version or time")
     show.add_argument("cube_id")
-    show.add_argument("--as-of", help="a cube version (integer) or an ISO timestamp with timezone")
+    show.add_argument(
+        "--as-of", type=arguments.as_of, help="a cube version (integer) or an ISO timestamp with timezone"
+    )
     show.add_argument("--all", action="store_true", help="include deleted memories")
     show.add_argument("--json", action="store_true")
     show.set_defaults(run=_show)
 
     diff = commands.add_parser("diff", help="what changed in a cube between two versions")
     diff.add_argument("cube_id")
-    diff.add_argument("v1", type=int)
-    diff.add_argument("v2", type=int)
+    diff.add_argument("v1", type=arguments.cube_version)
+    diff.add_argument("v2", type=arguments.cube_version)
     diff.set_defaults(run=_diff)
 
     sql = commands.add_parser("sql", help="SQL over the lake tables (DuckDB)")
     sql.add_argument("query")
-    sql.add_argument("--as-of", help="an events-table version (integer) or an ISO timestamp")
+    sql.add_argument(
+        "--as-of", type=arguments.as_of, help="an events-table version (integer) or an ISO timestamp"
+    )
     sql.add_argument("--out", type=Path, help="write the result to .parquet or .csv instead of printing")
     sql.add_argument("--limit", type=int, default=50, help="rows to print")
     sql.set_defaults(run=_sql)
@@ -104,19 +116,6 @@ def register(commands: Any) -> None:
 def _beam_args(args: argparse.Namespace) -> list[str]:
     extra: list[str] = list(getattr(args, "beam_args", []) or [])
     return extra[1:] if extra[:1] == ["--"] else extra
-
-
-def _as_of(value: str | None) -> int | datetime | None:
-    if value is None:
-        return None
-    if value.lstrip("-").isdigit():
-        return int(value)
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        raise SystemExit(
-            "memlake: error: --as-of timestamps need a timezone (e.g. 2026-01-01T12:00:00+00:00)"
-        )
-    return moment
 
 
 def _materialize(settings: Settings, args: argparse.Namespace) -> int:
@@ -169,12 +168,21 @@ def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _rollback(settings: Settings, args: argparse.Namespace) -> int:
+    from lake.tables import Lake
+    from lake.time_travel import current_version
     from memlake.events import CubeRolledBack, CubeRolledBackPayload, new_event
     from streams.producer import EventProducer
 
-    actor = Actor.parse(args.actor) if ":" in args.actor else Actor(kind=ActorKind.USER, id=args.actor)
+    # Checked against the lake before anything is emitted: an event the fold would refuse
+    # is only a line in `rejected` after the next materialize, long after the operator left.
+    # The lake may lag the log, but a target is one the operator saw there (`memlake show`).
+    known = current_version(Lake(settings.lake), args.cube_id)
+    if known == 0:
+        raise CubeNotFoundError(args.cube_id)
+    if args.to_version > known:
+        raise RollbackTargetError(args.cube_id, to_version=args.to_version, current=known)
     payload = CubeRolledBackPayload(to_version=args.to_version, reason=args.reason)
-    event = new_event(CubeRolledBack, cube_id=args.cube_id, actor=actor, payload=payload)
+    event = new_event(CubeRolledBack, cube_id=args.cube_id, actor=args.actor, payload=payload)
     with EventProducer(settings.kafka) as producer:
         (delivery,) = producer.send(event)
     print(
@@ -262,7 +270,7 @@ def _show(settings: Settings, args: argparse.Namespace) -> int:
     from lake.time_travel import as_of, current
 
     lake = Lake(settings.lake)
-    moment = _as_of(args.as_of)
+    moment = args.as_of
     if moment is None:
         view = current(lake, args.cube_id)
     elif isinstance(moment, int):
@@ -315,7 +323,7 @@ def _sql(settings: Settings, args: argparse.Namespace) -> int:
     from lake.sql import query, write_result
     from lake.tables import Lake
 
-    result = query(Lake(settings.lake), args.query, as_of=_as_of(args.as_of))
+    result = query(Lake(settings.lake), args.query, as_of=args.as_of)
     if args.out:
         write_result(result, args.out)
         print(f"wrote {result.num_rows} rows to {args.out}")

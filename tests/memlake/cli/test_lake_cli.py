@@ -24,6 +24,7 @@ from memlake.cli import main
 from memlake.fold import FoldResult
 from memlake.model import MemoryStatus
 from memlake.settings import KafkaSettings, Settings
+from streams.reader import end_offsets
 from tests.pipelines.helpers import produce, pure_fold
 
 pytestmark = pytest.mark.integration
@@ -112,8 +113,10 @@ def test_bad_requests_say_what_is_wrong(
 
     assert main(["show", cube_id, "--as-of", "999"]) == 1
     assert f"cube {cube_id!r} has versions 1..{latest}, not 999" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="--as-of timestamps need a timezone"):
+    with pytest.raises(SystemExit) as exited:
         main(["show", cube_id, "--as-of", "2026-01-01T00:00:00"])
+    assert exited.value.code == 2
+    assert "argument --as-of: '2026-01-01T00:00:00' needs a timezone" in capsys.readouterr().err
     assert main(["history", "no-such-memory"]) == 1
     assert "no memory 'no-such-memory'" in capsys.readouterr().err
     assert main(["sql", "SELECT 1 AS one", "--out", str(tmp_path / "rows.txt")]) == 1
@@ -122,6 +125,30 @@ def test_bad_requests_say_what_is_wrong(
     assert "not 999" in capsys.readouterr().err
     assert main(["lake", "restore", "events", "--version", "1"]) == 1
     assert "the events table is the landed log and is not restored" in capsys.readouterr().err
+    head = Lake(Settings().lake).version("events")
+    assert main(["sql", "SELECT count(*) FROM memories", "--as-of", str(head + 1)]) == 1
+    assert f"the events table has versions 0..{head}, not {head + 1}" in capsys.readouterr().err
+
+
+def test_a_rollback_the_lake_shows_cannot_apply_is_refused_before_anything_is_emitted(
+    in_folder: KafkaSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cube = _materialized(in_folder, capsys, seed=33)[0].state.cube
+    assert cube is not None
+    cube_id, latest = cube.cube_id, cube.version
+    logged = sum(end_offsets(in_folder, in_folder.events_topic).values())
+
+    assert main(["rollback", cube_id, "--to-version", str(latest + 1)]) == 1
+    err = capsys.readouterr().err
+    assert f"cube {cube_id!r} cannot roll back to version {latest + 1}" in err
+    assert f"between 1 and the current version {latest}" in err
+    assert main(["rollback", "no-such-cube", "--to-version", "1"]) == 1
+    assert "cube 'no-such-cube' does not exist" in capsys.readouterr().err
+    assert sum(end_offsets(in_folder, in_folder.events_topic).values()) == logged  # nothing emitted
+
+    assert main(["rollback", cube_id, "--to-version", str(latest), "--actor", "ops-oncall"]) == 0
+    assert f"for {cube_id} to version {latest}" in capsys.readouterr().out
+    assert sum(end_offsets(in_folder, in_folder.events_topic).values()) == logged + 1
 
 
 def test_compact_while_another_compaction_holds_the_lease_says_who_and_changes_nothing(

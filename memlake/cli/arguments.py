@@ -1,0 +1,65 @@
+"""Argument types of the command line: a bad value is a usage error naming the flag.
+
+argparse turns an `ArgumentTypeError` into `memlake CMD: error: argument --flag:
+<message>` and exit status 2, before any command touches Kafka or the lake. A
+plain `ValueError` from a parser would surface as a traceback (or as "invalid
+_when value", argparse naming a private function).
+"""
+
+from __future__ import annotations
+
+__all__ = ["as_of", "cube_version", "principal", "timestamp"]
+
+import argparse
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from memlake.model import Actor, ActorKind
+
+_EXAMPLE = "e.g. 2026-01-01T12:00:00+00:00"
+
+
+def timestamp(value: str) -> datetime:
+    """An ISO 8601 time with its timezone."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO 8601 time ({_EXAMPLE})") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} needs a timezone ({_EXAMPLE})")
+    return moment
+
+
+def as_of(value: str) -> int | datetime:
+    """A version (an integer, 0 or more) or an ISO 8601 time with its timezone."""
+    if value.lstrip("-").isdigit():
+        version = int(value)
+        if version < 0:
+            raise argparse.ArgumentTypeError(f"{value!r}: versions start at 0")
+        return version
+    return timestamp(value)
+
+
+def cube_version(value: str) -> int:
+    """A cube version: cubes start at version 1."""
+    try:
+        version = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a cube version (an integer from 1)") from None
+    if version < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: cube versions start at 1")
+    return version
+
+
+def principal(value: str) -> Actor:
+    """`kind:id` (e.g. `user:alice`, `system:nightly`), or a bare id for the user of that id."""
+    kind, sep, ident = value.partition(":")
+    kinds = ", ".join(k.value for k in ActorKind)
+    if sep and kind not in {k.value for k in ActorKind}:
+        raise argparse.ArgumentTypeError(f"{value!r}: the kind {kind!r} is none of {kinds}")
+    try:
+        return Actor(kind=ActorKind(kind), id=ident) if sep else Actor(kind=ActorKind.USER, id=value)
+    except ValidationError as e:
+        problems = "; ".join(error["msg"] for error in e.errors())
+        raise argparse.ArgumentTypeError(f"{value!r} is not a principal's id: {problems}") from None
