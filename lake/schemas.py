@@ -33,6 +33,8 @@ from typing import Literal
 
 import pyarrow as pa
 
+from memlake.errors import LakeError
+
 TableName = Literal["events", "memories", "memory_versions", "cubes", "cube_versions", "usage", "rejected"]
 # append: rows are only ever added; upsert: one row per key, replaced by MERGE;
 # counter: one row per key whose counts are added to by MERGE.
@@ -242,10 +244,12 @@ STATE_TABLES: tuple[TableName, ...] = ("memories", "memory_versions", "cubes", "
 
 
 def spec(name: str) -> TableSpec:
+    """The table of that name; a name the lake has no table of (a user's typo, most often)
+    is a `LakeError` listing the tables, which the command line prints as one line."""
     try:
         return TABLES[name]
     except KeyError:
-        raise KeyError(f"no lake table {name!r} (tables: {', '.join(TABLES)})") from None
+        raise LakeError(name, f"no such table (the lake's tables: {', '.join(TABLES)})") from None
 
 
 def bucket_of(cube_id: str, buckets: int) -> int:

@@ -8,7 +8,7 @@ _when value", argparse naming a private function).
 
 from __future__ import annotations
 
-__all__ = ["as_of", "cube_version", "principal", "timestamp"]
+__all__ = ["as_of", "count", "cube_version", "principal", "seconds", "timestamp"]
 
 import argparse
 from datetime import datetime
@@ -39,6 +39,28 @@ def as_of(value: str) -> int | datetime:
             raise argparse.ArgumentTypeError(f"{value!r}: versions start at 0")
         return version
     return timestamp(value)
+
+
+def count(value: str) -> int:
+    """How many: an integer from 1 (0 or less would silently show nothing)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: give 1 or more")
+    return number
+
+
+def seconds(value: str) -> float:
+    """A duration in seconds, more than 0."""
+    try:
+        duration = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not duration > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{value!r}: give more than 0 seconds")
+    return duration
 
 
 def cube_version(value: str) -> int:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from memlake.cli import arguments
 from memlake.settings import Settings
 
 
@@ -27,8 +28,10 @@ def register(commands: Any) -> None:
     tail = commands.add_parser("tail", help="print events as they arrive, readably")
     tail.add_argument("--from-beginning", action="store_true", help="start at the first event of the log")
     tail.add_argument("--cube", help="only this cube's events")
-    tail.add_argument("--max", type=int, metavar="N", help="stop after N events")
-    tail.add_argument("--idle", type=float, metavar="SECONDS", help="stop when nothing arrived for this long")
+    tail.add_argument("--max", type=arguments.count, metavar="N", help="stop after N events")
+    tail.add_argument(
+        "--idle", type=arguments.seconds, metavar="SECONDS", help="stop when nothing arrived for this long"
+    )
     tail.add_argument(
         "--open",
         action="store_true",
@@ -37,7 +40,7 @@ def register(commands: Any) -> None:
     tail.set_defaults(run=_tail)
 
     dlq = commands.add_parser("dlq", help="list the dead letters with their reasons")
-    dlq.add_argument("--last", type=int, metavar="N", help="only the last N")
+    dlq.add_argument("--last", type=arguments.count, metavar="N", help="only the last N")
     dlq.set_defaults(run=_dlq)
 
 

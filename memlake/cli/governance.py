@@ -107,7 +107,10 @@ def register(commands: Any) -> None:
         "writer, wait up to 120 s for it instead",
     )
     after.add_argument(
-        "--wait", type=float, metavar="SECONDS", help="wait for the running materializer, then vacuum"
+        "--wait",
+        type=arguments.seconds,
+        metavar="SECONDS",
+        help="wait for the running materializer, then vacuum",
     )
     erase.set_defaults(run=_erase)
 

@@ -109,7 +109,7 @@ def register(commands: Any) -> None:
         "--as-of", type=arguments.as_of, help="an events-table version (integer) or an ISO timestamp"
     )
     sql.add_argument("--out", type=Path, help="write the result to .parquet or .csv instead of printing")
-    sql.add_argument("--limit", type=int, default=50, help="rows to print")
+    sql.add_argument("--limit", type=arguments.count, default=50, help="rows to print")
     sql.set_defaults(run=_sql)
 
 

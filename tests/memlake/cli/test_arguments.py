@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from memlake.cli import arguments
+from memlake.cli.events import register as register_events
 from memlake.cli.governance import register as register_governance
 from memlake.cli.lake import register as register_lake
 from memlake.model import Actor, ActorKind
@@ -45,6 +46,22 @@ def test_a_cube_version_is_an_integer_from_1() -> None:
         arguments.cube_version("three")
 
 
+def test_counts_start_at_1_and_durations_are_positive() -> None:
+    assert arguments.count("3") == 3
+    for bad, message in (("0", "give 1 or more"), ("-1", "give 1 or more"), ("x", "'x' is not a number")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            arguments.count(bad)
+    assert arguments.seconds("0.5") == 0.5
+    for bad, message in (
+        ("0", "more than 0"),
+        ("-2", "more than 0"),
+        ("nan", "more than 0"),
+        ("soon", "seconds"),
+    ):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            arguments.seconds(bad)
+
+
 def test_a_principal_is_kind_and_id_or_a_users_id() -> None:
     assert arguments.principal("system:nightly") == Actor(kind=ActorKind.SYSTEM, id="nightly")
     assert arguments.principal("alice") == Actor(kind=ActorKind.USER, id="alice")
@@ -72,6 +89,11 @@ def test_a_principal_is_kind_and_id_or_a_users_id() -> None:
         (["rollback", "c", "--to-version", "2", "--actor", "bad:x"], "argument --actor: 'bad:x': the kind"),
         (["audit", "c", "--since", "last week"], "argument --since: 'last week' is not an ISO 8601 time"),
         (["erase", "s", "--actor", "a b"], "argument --actor: 'a b' is not a principal's id"),
+        (["erase", "s", "--wait", "-5"], "argument --wait: '-5': give more than 0 seconds"),
+        (["tail", "--max", "-1"], "argument --max: '-1': give 1 or more"),
+        (["tail", "--idle", "0"], "argument --idle: '0': give more than 0 seconds"),
+        (["dlq", "--last", "0"], "argument --last: '0': give 1 or more"),
+        (["sql", "SELECT 1", "--limit", "-1"], "argument --limit: '-1': give 1 or more"),
     ],
 )
 def test_the_commands_refuse_bad_values_as_usage_errors(
@@ -79,8 +101,8 @@ def test_the_commands_refuse_bad_values_as_usage_errors(
 ) -> None:
     parser = argparse.ArgumentParser(prog="memlake")
     commands = parser.add_subparsers(dest="command", required=True)
-    register_lake(commands)
-    register_governance(commands)
+    for register in (register_lake, register_governance, register_events):
+        register(commands)
     with pytest.raises(SystemExit) as exited:
         parser.parse_args(argv)
     assert exited.value.code == 2

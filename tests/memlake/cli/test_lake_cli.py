@@ -125,6 +125,11 @@ def test_bad_requests_say_what_is_wrong(
     assert "not 999" in capsys.readouterr().err
     assert main(["lake", "restore", "events", "--version", "1"]) == 1
     assert "the events table is the landed log and is not restored" in capsys.readouterr().err
+    for argv in (["lake", "compact", "--table", "nope"], ["lake", "restore", "nope", "--version", "1"]):
+        assert main(argv) == 1
+        assert (
+            "lake table 'nope': no such table (the lake's tables: events, memories" in capsys.readouterr().err
+        )
     head = Lake(Settings().lake).version("events")
     assert main(["sql", "SELECT count(*) FROM memories", "--as-of", str(head + 1)]) == 1
     assert f"the events table has versions 0..{head}, not {head + 1}" in capsys.readouterr().err
