@@ -41,15 +41,19 @@ def as_of(value: str) -> int | datetime:
     return timestamp(value)
 
 
-def count(value: str) -> int:
-    """How many: an integer from 1 (0 or less would silently show nothing)."""
+def _integer(value: str, *, least: int, what: str, too_small: str) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r}: give 1 or more")
+        raise argparse.ArgumentTypeError(f"{value!r} is not {what}") from None
+    if number < least:
+        raise argparse.ArgumentTypeError(f"{value!r}: {too_small}")
     return number
+
+
+def count(value: str) -> int:
+    """How many: an integer from 1 (0 or less would silently show nothing)."""
+    return _integer(value, least=1, what="a number", too_small="give 1 or more")
 
 
 def seconds(value: str) -> float:
@@ -65,13 +69,9 @@ def seconds(value: str) -> float:
 
 def cube_version(value: str) -> int:
     """A cube version: cubes start at version 1."""
-    try:
-        version = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a cube version (an integer from 1)") from None
-    if version < 1:
-        raise argparse.ArgumentTypeError(f"{value!r}: cube versions start at 1")
-    return version
+    return _integer(
+        value, least=1, what="a cube version (an integer from 1)", too_small="cube versions start at 1"
+    )
 
 
 def principal(value: str) -> Actor:
