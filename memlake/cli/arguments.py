@@ -8,10 +8,10 @@ _when value", argparse naming a private function).
 
 from __future__ import annotations
 
-__all__ = ["as_of", "count", "cube_version", "principal", "seconds", "timestamp"]
+__all__ = ["as_of", "count", "cube_version", "night", "principal", "seconds", "timestamp"]
 
 import argparse
-from datetime import datetime
+from datetime import UTC, datetime, time
 
 from pydantic import ValidationError
 
@@ -29,6 +29,15 @@ def timestamp(value: str) -> datetime:
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{value!r} needs a timezone ({_EXAMPLE})")
     return moment
+
+
+def night(value: str) -> datetime:
+    """A day (YYYY-MM-DD), as its last second in UTC: the nightly jobs count usage up to it."""
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a day (YYYY-MM-DD, e.g. 2026-01-31)") from None
+    return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
 
 
 def as_of(value: str) -> int | datetime:

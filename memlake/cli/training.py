@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from typing import Any
 
+from memlake.cli import arguments
 from memlake.errors import TrainingError
 from memlake.settings import Settings
 
@@ -28,14 +29,20 @@ def register(commands: Any) -> None:
     which.add_argument("--all", action="store_true", help="every cube with enough hot memories")
     distill.add_argument("--mode", choices=["plaintext", "context"], help="override training.mode")
     distill.add_argument("--restart", action="store_true", help="ignore checkpoints of an unfinished run")
-    distill.add_argument("--night", help="the night (YYYY-MM-DD) whose usage window counts; default today")
+    distill.add_argument(
+        "--night",
+        type=arguments.night,
+        help="the night (YYYY-MM-DD) whose usage window counts; default today",
+    )
     distill.set_defaults(run=_distill)
 
     kv = commands.add_parser("kv-cache", help="precompute KV caches of cubes' pinned and hot memories")
     kv_which = kv.add_mutually_exclusive_group(required=True)
     kv_which.add_argument("--cube", help="one cube")
     kv_which.add_argument("--all", action="store_true", help="every cube with pinned or hot memories")
-    kv.add_argument("--night", help="the day (YYYY-MM-DD) whose usage window counts; default today")
+    kv.add_argument(
+        "--night", type=arguments.night, help="the day (YYYY-MM-DD) whose usage window counts; default today"
+    )
     kv.set_defaults(run=_kv_cache)
 
     recite = commands.add_parser("recite", help="ask a cube's adapter what it holds; store the answers")
@@ -48,10 +55,8 @@ def register(commands: Any) -> None:
     champion.set_defaults(run=_champion)
 
 
-def _now(night: str | None) -> datetime:
-    if night is None:
-        return datetime.now(UTC)
-    return datetime.combine(datetime.strptime(night, "%Y-%m-%d").date(), time(23, 59, 59), tzinfo=UTC)
+def _now(night: datetime | None) -> datetime:
+    return datetime.now(UTC) if night is None else night
 
 
 def _distill(settings: Settings, args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from memlake.cli import arguments
 from memlake.cli.events import register as register_events
 from memlake.cli.governance import register as register_governance
 from memlake.cli.lake import register as register_lake
+from memlake.cli.training import register as register_training
 from memlake.model import Actor, ActorKind
 
 
@@ -34,6 +35,13 @@ def test_as_of_is_a_version_from_0_or_a_timestamp() -> None:
         arguments.as_of("-1")
     with pytest.raises(argparse.ArgumentTypeError, match="is not an ISO 8601 time"):
         arguments.as_of("v3")
+
+
+def test_a_night_is_a_day_ending_at_its_last_second_in_utc() -> None:
+    assert arguments.night("2026-02-28") == datetime(2026, 2, 28, 23, 59, 59, tzinfo=UTC)
+    for bad in ("tomorrow", "2026-02-30", "11/27"):
+        with pytest.raises(argparse.ArgumentTypeError, match="is not a day"):
+            arguments.night(bad)
 
 
 def test_a_cube_version_is_an_integer_from_1() -> None:
@@ -94,6 +102,8 @@ def test_a_principal_is_kind_and_id_or_a_users_id() -> None:
         (["tail", "--idle", "0"], "argument --idle: '0': give more than 0 seconds"),
         (["dlq", "--last", "0"], "argument --last: '0': give 1 or more"),
         (["sql", "SELECT 1", "--limit", "-1"], "argument --limit: '-1': give 1 or more"),
+        (["distill", "--all", "--night", "2026-02-30"], "argument --night: '2026-02-30' is not a day"),
+        (["kv-cache", "--all", "--night", "11/27"], "argument --night: '11/27' is not a day"),
     ],
 )
 def test_the_commands_refuse_bad_values_as_usage_errors(
@@ -101,7 +111,7 @@ def test_the_commands_refuse_bad_values_as_usage_errors(
 ) -> None:
     parser = argparse.ArgumentParser(prog="memlake")
     commands = parser.add_subparsers(dest="command", required=True)
-    for register in (register_lake, register_governance, register_events):
+    for register in (register_lake, register_governance, register_events, register_training):
         register(commands)
     with pytest.raises(SystemExit) as exited:
         parser.parse_args(argv)
