@@ -8,7 +8,7 @@ _when value", argparse naming a private function).
 
 from __future__ import annotations
 
-__all__ = ["as_of", "count", "cube_version", "night", "principal", "seconds", "timestamp"]
+__all__ = ["as_of", "count", "cube_version", "night", "port", "principal", "seconds", "timestamp"]
 
 import argparse
 from datetime import UTC, datetime, time
@@ -63,6 +63,14 @@ def _integer(value: str, *, least: int, what: str, too_small: str) -> int:
 def count(value: str) -> int:
     """How many: an integer from 1 (0 or less would silently show nothing)."""
     return _integer(value, least=1, what="a number", too_small="give 1 or more")
+
+
+def port(value: str) -> int:
+    """A TCP port to bind, 1 to 65535."""
+    number = _integer(value, least=1, what="a port number", too_small="ports run from 1 to 65535")
+    if number > 65535:
+        raise argparse.ArgumentTypeError(f"{value!r}: ports run from 1 to 65535")
+    return number
 
 
 def seconds(value: str) -> float:

@@ -7,13 +7,14 @@ import json
 import os
 from typing import Any
 
+from memlake.cli import arguments
 from memlake.settings import Settings
 
 
 def register(commands: Any) -> None:
     serve = commands.add_parser("serve", help="run the HTTP API over the current snapshot of the lake")
     serve.add_argument("--host", help="bind address (default: serving.host)")
-    serve.add_argument("--port", type=int, help="bind port (default: serving.port)")
+    serve.add_argument("--port", type=arguments.port, help="bind port (default: serving.port)")
     serve.add_argument(
         "--embedded-pipeline",
         action=argparse.BooleanOptionalAction,

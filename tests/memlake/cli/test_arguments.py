@@ -11,6 +11,7 @@ from memlake.cli import arguments
 from memlake.cli.events import register as register_events
 from memlake.cli.governance import register as register_governance
 from memlake.cli.lake import register as register_lake
+from memlake.cli.serving import register as register_serving
 from memlake.cli.training import register as register_training
 from memlake.model import Actor, ActorKind
 
@@ -70,6 +71,15 @@ def test_counts_start_at_1_and_durations_are_positive() -> None:
             arguments.seconds(bad)
 
 
+def test_a_port_runs_from_1_to_65535() -> None:
+    assert arguments.port("8765") == 8765
+    for bad in ("0", "65536", "99999"):
+        with pytest.raises(argparse.ArgumentTypeError, match="ports run from 1 to 65535"):
+            arguments.port(bad)
+    with pytest.raises(argparse.ArgumentTypeError, match="'http' is not a port number"):
+        arguments.port("http")
+
+
 def test_a_principal_is_kind_and_id_or_a_users_id() -> None:
     assert arguments.principal("system:nightly") == Actor(kind=ActorKind.SYSTEM, id="nightly")
     assert arguments.principal("alice") == Actor(kind=ActorKind.USER, id="alice")
@@ -104,6 +114,7 @@ def test_a_principal_is_kind_and_id_or_a_users_id() -> None:
         (["sql", "SELECT 1", "--limit", "-1"], "argument --limit: '-1': give 1 or more"),
         (["distill", "--all", "--night", "2026-02-30"], "argument --night: '2026-02-30' is not a day"),
         (["kv-cache", "--all", "--night", "11/27"], "argument --night: '11/27' is not a day"),
+        (["serve", "--port", "99999"], "argument --port: '99999': ports run from 1 to 65535"),
     ],
 )
 def test_the_commands_refuse_bad_values_as_usage_errors(
@@ -111,7 +122,13 @@ def test_the_commands_refuse_bad_values_as_usage_errors(
 ) -> None:
     parser = argparse.ArgumentParser(prog="memlake")
     commands = parser.add_subparsers(dest="command", required=True)
-    for register in (register_lake, register_governance, register_events, register_training):
+    for register in (
+        register_lake,
+        register_governance,
+        register_events,
+        register_training,
+        register_serving,
+    ):
         register(commands)
     with pytest.raises(SystemExit) as exited:
         parser.parse_args(argv)
