@@ -73,4 +73,31 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
             start = (topic.start_offsets or {}).get(partition, 0)
             trimmed = f" (log starts at {start})" if start else ""
             print(f"  partition {partition}: end offset {end}{trimmed}")
+    _lake_lag(settings)
     return 0
+
+
+def _lake_lag(settings: Settings) -> None:
+    """How far the lake is behind the log: events not landed yet, and landed ones the derived
+    tables do not reflect yet. memlake keeps its offsets in the lake, not in a consumer group,
+    so this is its consumer lag. Reads only: a lake not created yet is said, not created."""
+    from lake.schemas import DERIVED_TABLES
+    from lake.tables import Lake
+    from streams.reader import consumer_lag
+
+    lake = Lake(settings.lake)
+    topic = settings.kafka.events_topic
+    if not lake.exists("events"):
+        print(f"lake at {settings.lake.root}: nothing landed yet (run `memlake materialize`)")
+        return
+    ends = consumer_lag(settings.kafka, topic, applied={})
+    lag = consumer_lag(settings.kafka, topic, applied=lake.land_offsets(topic, ends))
+    version = lake.version("events")
+    marks = {name: lake.watermark(name) for name in DERIVED_TABLES if lake.exists(name)}
+    derived = min(marks.values(), default=-1)
+    behind = "" if derived >= version else " (behind the events: `memlake materialize` brings them up)"
+    print(f"lake at {settings.lake.root}: events v{version}, derived tables at v{derived}{behind}")
+    print(f"  not landed yet: {sum(lag.values())} events")
+    for partition, waiting in lag.items():
+        if waiting:
+            print(f"  partition {partition}: {waiting} not landed")

@@ -94,7 +94,11 @@ def test_tail_stops_when_idle(env: Settings, capsys: pytest.CaptureFixture[str])
     assert capsys.readouterr().out == ""
 
 
-def test_status_shows_topics_and_end_offsets(env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_shows_topics_end_offsets_and_how_far_the_lake_is_behind(
+    env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "lake"
+    monkeypatch.setenv("MEMLAKE_LAKE_ROOT", str(root))
     with MemlakeClient(env, actor="user:lee") as client:
         client.create_cube("s", name="S")
         delivery = client.add_memory("s", "one", memory_id="m")
@@ -104,6 +108,18 @@ def test_status_shows_topics_and_end_offsets(env: Settings, capsys: pytest.Captu
     assert f"topic {env.kafka.events_topic}: 6 partitions, 2 records" in out
     assert f"  partition {delivery.partition}: end offset 2" in out
     assert f"topic {env.kafka.dlq_topic}: 1 partition, 0 records" in out
+    assert f"lake at {root}: nothing landed yet" in out
+    assert not root.exists()  # status only reads
+
+    assert main(["materialize"]) == 0
+    with MemlakeClient(env, actor="user:lee") as client:
+        client.add_memory("s", "two", memory_id="m2")
+    capsys.readouterr()
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert f"lake at {root}: events v1, derived tables at v1\n" in out
+    assert "  not landed yet: 1 events\n" in out
+    assert f"  partition {delivery.partition}: 1 not landed\n" in out
 
 
 def test_topics_creates_what_is_missing_and_says_what_exists(
