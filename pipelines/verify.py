@@ -50,7 +50,8 @@ class VerifyReport:
         verdict = "intact" if self.ok else f"{len(self.discrepancies)} discrepancies"
         return (
             f"cube {self.cube_id}: {verdict}; {self.lake_events} events in the lake, "
-            f"{self.kafka_events} in Kafka ({self.not_landed} not landed yet); head {self.lake_head}"
+            f"{self.kafka_events} in Kafka up to what it landed ({self.not_landed} more not landed yet); "
+            f"head {self.lake_head}"
         )
 
 
