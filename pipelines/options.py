@@ -26,6 +26,7 @@ __all__ = [
     "Spread",
 ]
 
+import difflib
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -35,7 +36,7 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from memlake.errors import BrokerUnavailableError, ConcurrentWriteError, MemlakeError
+from memlake.errors import BrokerUnavailableError, ConcurrentWriteError, ConfigError, MemlakeError
 from memlake.settings import PipelineSettings
 
 # The runners that run a graph on this machine (the DirectRunner runs batch graphs on the FnApiRunner).
@@ -43,8 +44,39 @@ DIRECT_RUNNERS = frozenset({"DirectRunner", "FnApiRunner"})
 
 
 def pipeline_options(settings: PipelineSettings, extra: Sequence[str] = ()) -> PipelineOptions:
+    """The options of a job; one Beam does not know is a `ConfigError`.
+
+    Beam itself drops an option it cannot parse with a warning and runs on: a mistyped
+    `--direct_num_worker=2` ran in one process, a mistyped `--flink_mastr=...` on an
+    embedded Flink instead of the cluster."""
     args = [f"--runner={settings.runner}", *settings.beam_options, *extra]
+    _refuse_unknown(args)
     return PipelineOptions(args)
+
+
+def _refuse_unknown(args: Sequence[str]) -> None:
+    # As `PipelineOptions.get_all_options` parses (Beam 2.77): every options class Beam
+    # defines, which `apache_beam.options.pipeline_options` holds, the runners' included.
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    classes: dict[str, type[PipelineOptions]] = {}
+    for cls in PipelineOptions.__subclasses__():
+        classes.setdefault(str(cls), cls)
+    for cls in classes.values():
+        cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(list(args))
+    if not unknown:
+        return
+    names = [arg.split("=", 1)[0] for arg in unknown if arg.startswith("-")]
+    if not names:
+        raise ConfigError("pipelines.beam_options", f"not Beam options (they start with --): {unknown}")
+    known = [option for action in parser._actions for option in action.option_strings]
+    hints = []
+    for name in names:
+        close = difflib.get_close_matches(name, known, n=1)
+        hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    raise ConfigError("pipelines.beam_options", f"Beam has no option {', '.join(hints)}")
 
 
 def is_direct(options: PipelineOptions) -> bool:

@@ -13,7 +13,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
-from memlake.errors import BrokerUnavailableError, ConcurrentWriteError
+from memlake.errors import BrokerUnavailableError, ConcurrentWriteError, ConfigError
 from memlake.settings import PipelineSettings
 from pipelines.options import Spread, new_pipeline, pipeline_options, step_errors
 from tests.pipelines.helpers import PORTABLE, PROCESSES
@@ -70,6 +70,44 @@ def test_a_direct_job_runs_on_the_fn_api_runner_and_never_tries_prism(
 def test_a_cluster_runner_is_left_to_beam() -> None:
     pipeline = new_pipeline(pipeline_options(PipelineSettings(), ["--runner=PortableRunner"]))
     assert not isinstance(pipeline.runner, FnApiRunner)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        PROCESSES,
+        PORTABLE,
+        ["--runner=FlinkRunner", "--flink_master=flink:8081", "--parallelism=4", "--environment_type=DOCKER"],
+        ["--runner=SparkRunner", "--spark_master_url=spark://m:7077"],
+        ["--runner=DataflowRunner", "--project=p", "--region=europe-west1", "--temp_location=gs://b/t"],
+        ["--experiments=use_runner_v2", "--save_main_session"],
+    ],
+)
+def test_every_option_of_beams_runners_is_taken(args: list[str]) -> None:
+    options = pipeline_options(PipelineSettings(), args).get_all_options()
+    assert all(options[arg.split("=")[0].lstrip("-")] is not None for arg in args)
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (
+            ["--direct_num_worker=2"],
+            "Beam has no option --direct_num_worker (did you mean --direct_num_workers?)",
+        ),
+        (["--runner=FlinkRunner", "--flink_mastr", "h:8081"], "--flink_mastr (did you mean --flink_master?)"),
+        (["--no_such_thing=1", "--direct_num_workers=2"], "Beam has no option --no_such_thing"),
+        (["multi_processing"], "not Beam options (they start with --): ['multi_processing']"),
+    ],
+)
+def test_an_option_beam_does_not_know_is_refused_before_anything_runs(args: list[str], problem: str) -> None:
+    # Beam would drop it with a warning and run on: in one process, or on an embedded Flink.
+    with pytest.raises(ConfigError) as refused:
+        pipeline_options(PipelineSettings(), args)
+    assert refused.value.setting == "pipelines.beam_options"
+    assert problem in refused.value.problem
+    with pytest.raises(ConfigError, match="--typo"):
+        pipeline_options(PipelineSettings(beam_options=["--typo"]))
 
 
 class _Raise(beam.DoFn):  # type: ignore[misc]
