@@ -19,14 +19,17 @@ __all__ = [
     "TrainingSettings",
     "GovernanceSettings",
     "default_home",
+    "read_environment",
 ]
 
 import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from memlake.errors import ConfigError
 
 
 def default_home() -> Path:
@@ -554,3 +557,25 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     training: TrainingSettings = TrainingSettings()
     governance: GovernanceSettings = GovernanceSettings()
+
+
+# Never echoed back in an error: a value given for one of these may be a credential.
+_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
+
+
+def read_environment() -> Settings:
+    """`Settings()` at an entry point: a bad `MEMLAKE_*` variable is a `ConfigError` naming
+    the variable, its value and what is wrong, instead of pydantic's report in settings paths.
+    A variable of no setting (`MEMLAKE_LAKE_BUCKETSS`) is refused too: a typo would
+    otherwise leave the default in force, unnoticed."""
+    try:
+        return Settings()
+    except ValidationError as e:
+        problems = []
+        for error in e.errors():
+            loc = error["loc"]
+            name = "MEMLAKE_" + "_".join(str(part) for part in loc).upper() if loc else "MEMLAKE_*"
+            what = "no such setting" if error["type"] == "extra_forbidden" else error["msg"]
+            given = "" if any(w in name for w in _SECRET_WORDS) else f"={error['input']!r}"
+            problems.append(f"{name}{given}: {what}")
+        raise ConfigError("environment", "; ".join(problems)) from None

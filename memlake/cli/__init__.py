@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from lake.allocator import configure_delta_allocator
 from memlake.errors import MemlakeError
-from memlake.settings import Settings
+from memlake.settings import read_environment
 
 # Command groups, imported lazily so that `memlake status` does not load torch.
 _GROUPS = (
@@ -48,10 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings = Settings()
-    # Before any command loads deltalake: its allocator reads the setting once, then.
-    configure_delta_allocator(settings.lake)
     try:
+        settings = read_environment()
+        # Before any command loads deltalake: its allocator reads the setting once, then.
+        configure_delta_allocator(settings.lake)
         code: int = args.run(settings, args)
     except MemlakeError as e:
         print(f"memlake: error: {e}", file=sys.stderr)
