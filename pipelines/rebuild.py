@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lake.compare import TableDifference, compare_table
 from lake.removal import remove_lake
@@ -59,6 +60,25 @@ def _ranges(settings: Settings, upto: dict[int, int]) -> list[OffsetRange]:
     return [span for _, _, span in sorted(spans, key=lambda item: item[:2])]
 
 
+def _place(location: str) -> str:
+    """A location to compare: a URI as it is, a local path made absolute."""
+    return location.rstrip("/") if "://" in location else str(Path(location).resolve())
+
+
+def _refuse_live_tables(live: Lake, into: str) -> None:
+    """Tables rebuilt inside a live table's folder would be files that table does not
+    track: mixed with its own, and deleted by its next vacuum."""
+    place = _place(into)
+    if place == _place(live.root):
+        raise LakeError("events", f"{into} is the live lake: rebuild into another place")
+    for name in TABLES:
+        table = _place(live.uri(name))
+        if place == table or place.startswith(table + "/"):
+            raise LakeError(
+                name, f"{into} is inside the live table {live.uri(name)}: rebuild outside the live tables"
+            )
+
+
 def run_rebuild(
     settings: Settings,
     *,
@@ -90,6 +110,7 @@ def _rebuild(
         held = [name for name in TABLES if place.exists(name)]
         if held:
             raise LakeError(held[0], f"{into} holds lake tables already: rebuild into an empty place")
+        _refuse_live_tables(live, into)
     live.ensure_all()
     cut = find_cut(live, DERIVED_TABLES)
     topic = settings.kafka.events_topic

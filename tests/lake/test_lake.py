@@ -169,6 +169,22 @@ def test_a_rebuild_refuses_a_place_that_holds_tables(tmp_path: Path) -> None:
         run_rebuild(settings, into=settings.lake.root)
 
 
+def test_a_rebuild_refuses_a_place_inside_a_live_table(tmp_path: Path) -> None:
+    # Its tables would be files the live table does not track, deleted by its next vacuum.
+    settings = _settings(tmp_path / "lake")
+    _land(Lake(settings.lake), generate(20, cubes=1), first_offset=0)
+    inside = tmp_path / "lake" / "memories" / "rebuilt"
+    with pytest.raises(
+        LakeError, match=f"{inside} is inside the live table .*/lake/memories: rebuild outside"
+    ):
+        run_rebuild(settings, into=str(inside))
+    with pytest.raises(LakeError, match="is inside the live table"):
+        run_rebuild(settings, into=f"{tmp_path}/lake/./events/")  # the same place, written otherwise
+    assert not inside.exists()
+    with pytest.raises(LakeError, match="is the live lake"):
+        run_rebuild(_settings(tmp_path / "empty"), into=str(tmp_path / "empty"))
+
+
 def _steady_and_crashed(
     tmp_path: Path, first: list[Event], second: list[Event], monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Settings, Settings]:
