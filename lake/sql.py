@@ -73,7 +73,12 @@ def query(lake: Lake, sql: str, *, as_of: int | datetime | None = None) -> pa.Ta
         for name in _named(sql):
             connection.register(name, _source(lake, name, as_of))
         try:
-            result = connection.sql(sql).to_arrow_table()
+            relation = connection.sql(sql)
+            if relation is None:  # an empty text, or a last statement that returns no rows
+                raise LakeError(
+                    "sql", "the text holds no query: give one that returns rows (SELECT, WITH ...)"
+                )
+            result = relation.to_arrow_table()
         except duckdb.Error as e:
             raise LakeError(", ".join(_named(sql)) or "sql", f"query failed: {e}") from e
         return without_views(pa.table(result))

@@ -374,6 +374,18 @@ def test_sql_over_the_lake_now_and_as_of_an_events_version(tmp_path: Path) -> No
     assert pc.sum(result.column("n")).as_py() == len(lake_memories(lake))
 
 
+def test_sql_says_what_is_wrong_with_a_query_it_cannot_answer(tmp_path: Path) -> None:
+    _, lake, _ = _half_materialized(tmp_path / "lake", cubes=1, seed=2)
+    head = lake.version("events")
+    for text in ("", "  ", "-- a comment"):
+        with pytest.raises(LakeError, match="the text holds no query"):
+            query(lake, text)
+    with pytest.raises(TimeTravelError, match=f"the events table has versions 0..{head}, not {head + 1}"):
+        query(lake, "SELECT count(*) FROM memories", as_of=head + 1)
+    with pytest.raises(LakeError, match="query failed: Catalog Error"):
+        query(lake, "SELECT * FROM no_such_table")
+
+
 def test_sql_filters_every_table_on_its_strings_whoever_wrote_its_files(tmp_path: Path) -> None:
     settings, lake, events = _half_materialized(tmp_path / "lake", cubes=3, seed=4)
     _materialize_all(settings)
