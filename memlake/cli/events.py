@@ -20,7 +20,10 @@ def register(commands: Any) -> None:
     )
     ingest.add_argument("file", type=Path, help="the .jsonl file")
     ingest.add_argument(
-        "--actor", default="service:ingest", help="kind:id of the writer (default %(default)s)"
+        "--actor",
+        type=arguments.principal,
+        default="service:ingest",
+        help="kind:id of the writer, or a user's id (default %(default)s)",
     )
     ingest.add_argument("--product", default="memlake-ingest", help="source product recorded on each event")
     ingest.set_defaults(run=_ingest)

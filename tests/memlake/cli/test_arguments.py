@@ -109,6 +109,7 @@ def test_a_principal_is_kind_and_id_or_a_users_id() -> None:
         (["erase", "s", "--actor", "a b"], "argument --actor: 'a b' is not a principal's id"),
         (["erase", "s", "--wait", "-5"], "argument --wait: '-5': give more than 0 seconds"),
         (["tail", "--max", "-1"], "argument --max: '-1': give 1 or more"),
+        (["ingest", "f.jsonl", "--actor", "bad:x"], "argument --actor: 'bad:x': the kind 'bad' is none of"),
         (["tail", "--idle", "0"], "argument --idle: '0': give more than 0 seconds"),
         (["dlq", "--last", "0"], "argument --last: '0': give 1 or more"),
         (["sql", "SELECT 1", "--limit", "-1"], "argument --limit: '-1': give 1 or more"),
