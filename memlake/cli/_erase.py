@@ -164,9 +164,11 @@ def erase_subject(
     lake = Lake(settings.lake)
     footprint = find_footprint(settings, subject_id)
     report = ErasureReport(subject_id, footprint, dry_run=dry_run)
+    # Before a dry run too: it says what the run would do, and for a principal the policies
+    # refuse, that is nothing (and the subject's footprint is not theirs to see).
+    check_permission(lake, footprint, actor)
     if dry_run:
         return report
-    check_permission(lake, footprint, actor)
     report.key_id = LocalKeyStore(settings.governance.key_store).destroy(subject_id)
     events = erasure_events(footprint, key_id=report.key_id, actor=actor)
     if events:

@@ -195,6 +195,8 @@ def test_erase_leaves_no_trace_and_withdraws_what_was_built_from_the_subject(
     # A principal the policies do not allow is refused, and nothing is destroyed.
     assert main(["erase", SUBJECT, "--actor", "user:mallory"]) == 1
     assert "may not erase" in capsys.readouterr().err
+    assert main(["erase", SUBJECT, "--actor", "user:mallory", "--dry-run"]) == 1  # as the run would be
+    assert "may not erase" in capsys.readouterr().err
     assert sealer.open(memories[(about, "health")].content) == SECRETS[0]  # type: ignore[arg-type]
 
     assert main(["erase", SUBJECT, "--dry-run"]) == 0
