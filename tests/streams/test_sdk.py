@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from memlake.errors import InvalidEventError, SealedContentError
+from memlake.errors import ConfigError, InvalidEventError, SealedContentError
 from memlake.events import (
     CubeAclChanged,
     CubeCreated,
@@ -35,6 +35,32 @@ pytestmark = pytest.mark.integration
 def test_the_constructor_does_no_io() -> None:
     unreachable = Settings(kafka=KafkaSettings(bootstrap="127.0.0.1:1"))
     MemlakeClient(unreachable, actor="user:alice").close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        (
+            {"actor": "alice"},
+            "setting 'actor': 'alice' is not a principal kind:id: principal 'alice' is not of the form",
+        ),
+        (
+            {"actor": "robot:r2"},
+            "setting 'actor': 'robot:r2' is not a principal kind:id: 'robot' is not a valid ActorKind",
+        ),
+        (
+            {"actor": "user:a b"},
+            "setting 'actor': 'user:a b' is not a principal kind:id: String should match pattern",
+        ),
+        ({"actor": "user:alice", "product": ""}, "'' is not a product name: String should have at least 1"),
+    ],
+)
+def test_a_client_built_with_a_bad_actor_or_product_says_which(kwargs: dict[str, str], problem: str) -> None:
+    # memlake's own error, so that a product catching MemlakeError catches it; one line.
+    with pytest.raises(ConfigError) as refused:
+        MemlakeClient(Settings(), **kwargs)  # type: ignore[arg-type]
+    assert problem in str(refused.value)
+    assert "\n" not in str(refused.value)
 
 
 def test_every_sdk_call_lands_as_a_validated_event_in_order(settings: Settings) -> None:
