@@ -12,7 +12,7 @@ For a whole table at an old Delta version, see `lake.sql` and
 
 from __future__ import annotations
 
-__all__ = ["CubeView", "as_of", "version_at", "current", "current_version"]
+__all__ = ["CubeView", "as_of", "version_at", "current", "current_cube"]
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -87,9 +87,16 @@ def version_at(lake: Lake, cube_id: str, timestamp: datetime, *, snapshot: Snaps
     return int(pc.max(rows.column("version")).as_py())
 
 
-def current_version(lake: Lake, cube_id: str) -> int:
-    """The cube's version in the lake's newest snapshot (0: the lake has not seen the cube)."""
-    return _current_version(open_snapshot(lake, tables=("cubes",)), cube_id)
+def current_cube(lake: Lake, cube_id: str) -> Cube | None:
+    """The cube (ACL, policy, version) in the lake's newest snapshot; None if the lake has
+    not seen it. Reads its `cubes` row only, not its memories."""
+    rows = open_snapshot(lake, tables=("cubes",)).read(
+        "cubes",
+        columns=["cube_json"],
+        filter=pc.field("cube_id") == cube_id,
+        prune=sql_in("cube_id", [cube_id]),
+    )
+    return cube_from_json(rows.column("cube_json")[0].as_py()) if rows.num_rows else None
 
 
 def current(lake: Lake, cube_id: str) -> CubeView:

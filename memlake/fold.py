@@ -19,7 +19,7 @@ redelivered batch) changes nothing.
 
 from __future__ import annotations
 
-__all__ = ["CubeState", "Rejection", "FoldResult", "apply", "fold", "project", "memories_at"]
+__all__ = ["CubeState", "Rejection", "FoldResult", "apply", "fold", "project", "memories_at", "permits"]
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +56,7 @@ from memlake.events import (
 )
 from memlake.model import (
     Acl,
+    Actor,
     ActorKind,
     Cube,
     Governance,
@@ -64,6 +65,7 @@ from memlake.model import (
     MemoryHeader,
     MemoryKind,
     MemoryStatus,
+    Role,
     SourceRef,
     equal_but,
 )
@@ -204,20 +206,17 @@ def _require_cube(draft: _Draft, event: Event) -> Cube:
     return draft.cube
 
 
-def _is_system(event: Event) -> bool:
-    return event.actor.kind is ActorKind.SYSTEM
+def permits(cube: Cube, actor: Actor, role: Role) -> bool:
+    """Whether the cube lets `actor` act in `role`: memlake's own jobs (`system:*`) always;
+    anyone else as the ACL grants. Callers that check before they emit (the command line,
+    erasure) ask this, so that they refuse exactly what the fold would."""
+    return actor.kind is ActorKind.SYSTEM or cube.acl.grants(actor.principal, role)
 
 
-def _require_role(cube: Cube, event: Event, *, role: str, action: str) -> None:
-    principal = event.actor.principal
-    if _is_system(event):
-        return
-    allowed = cube.acl.is_owner(principal) if role == "owner" else cube.acl.can_write(principal)
-    if role == "readers":
-        allowed = cube.acl.can_read(principal)
-    if not allowed:
+def _require_role(cube: Cube, event: Event, *, role: Role, action: str) -> None:
+    if not permits(cube, event.actor, role):
         raise PermissionDeniedError(
-            cube.cube_id, principal=principal, action=action, event_id=event.event_key
+            cube.cube_id, principal=event.actor.principal, action=action, event_id=event.event_key
         )
 
 
@@ -412,7 +411,7 @@ def _memory_updated(draft: _Draft, event: MemoryUpdated, version: int) -> None:
 
 
 def _set_status(
-    draft: _Draft, event: Event, version: int, status: MemoryStatus, *, action: str, role: str
+    draft: _Draft, event: Event, version: int, status: MemoryStatus, *, action: str, role: Role
 ) -> None:
     cube = _require_cube(draft, event)
     _require_role(cube, event, role=role, action=action)

@@ -180,7 +180,15 @@ class Acl(_Value):
     def can_read(self, principal: str) -> bool:
         return self.can_write(principal) or principal in self.readers
 
+    def grants(self, principal: str, role: Role) -> bool:
+        """Whether `principal` holds `role`: the owner, a writer (the owner is one) or a
+        reader (writers are). A policy's rule (`rollback_by`, `erase_by`) names one."""
+        if role == "owner":
+            return self.is_owner(principal)
+        return self.can_write(principal) if role == "writers" else self.can_read(principal)
 
+
+Role = Literal["owner", "writers", "readers"]
 RoleRule = Literal["owner", "writers"]
 
 

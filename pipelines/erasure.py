@@ -219,10 +219,7 @@ def check_permission(lake: Lake, footprint: Footprint, actor: Actor) -> None:
         if cube is None:
             denied.append(cube_id)  # not materialized yet: nobody but the system can vouch for it
             continue
-        allowed = (
-            cube.acl.is_owner(principal) if cube.policy.erase_by == "owner" else cube.acl.can_write(principal)
-        )
-        if not allowed:
+        if not cube.acl.grants(principal, cube.policy.erase_by):
             denied.append(cube_id)
     if denied:
         raise ErasureDeniedError(footprint.subject_id, principal=principal, cubes=tuple(denied))

@@ -44,9 +44,7 @@ def authorize(snapshot: ServingSnapshot, cube_id: str, principal: str, action: A
     elif action is Action.WRITE:
         allowed = acl.can_write(principal)
     elif action is Action.ROLL_BACK:
-        allowed = (
-            acl.can_write(principal) if cube.policy.rollback_by == "writers" else acl.is_owner(principal)
-        )
+        allowed = acl.grants(principal, cube.policy.rollback_by)
     else:
         allowed = acl.is_owner(principal)
     if not allowed:

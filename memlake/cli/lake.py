@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from memlake.cli import arguments
-from memlake.errors import CubeNotFoundError, RollbackTargetError
+from memlake.errors import CubeNotFoundError, PermissionDeniedError, RollbackTargetError
 from memlake.settings import Settings
 
 
@@ -169,18 +169,22 @@ def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
 
 def _rollback(settings: Settings, args: argparse.Namespace) -> int:
     from lake.tables import Lake
-    from lake.time_travel import current_version
+    from lake.time_travel import current_cube
     from memlake.events import CubeRolledBack, CubeRolledBackPayload, new_event
+    from memlake.fold import permits
     from streams.producer import EventProducer
 
-    # Checked against the lake before anything is emitted: an event the fold would refuse
-    # is only a line in `rejected` after the next materialize, long after the operator left.
-    # The lake may lag the log, but a target is one the operator saw there (`memlake show`).
-    known = current_version(Lake(settings.lake), args.cube_id)
-    if known == 0:
+    # Checked against the lake before anything is emitted, by the fold's own rules: an event
+    # the fold would refuse is only a line in `rejected` after the next materialize, long
+    # after the operator left. The lake may lag the log, but a target is one the operator
+    # saw there (`memlake show`).
+    cube = current_cube(Lake(settings.lake), args.cube_id)
+    if cube is None:
         raise CubeNotFoundError(args.cube_id)
-    if args.to_version > known:
-        raise RollbackTargetError(args.cube_id, to_version=args.to_version, current=known)
+    if not permits(cube, args.actor, cube.policy.rollback_by):
+        raise PermissionDeniedError(args.cube_id, principal=args.actor.principal, action="roll back")
+    if args.to_version > cube.version:
+        raise RollbackTargetError(args.cube_id, to_version=args.to_version, current=cube.version)
     payload = CubeRolledBackPayload(to_version=args.to_version, reason=args.reason)
     event = new_event(CubeRolledBack, cube_id=args.cube_id, actor=args.actor, payload=payload)
     with EventProducer(settings.kafka) as producer:

@@ -18,8 +18,19 @@ from memlake.errors import (
     VersionConflictError,
 )
 from memlake.events import Event
-from memlake.fold import CubeState, apply, fold, memories_at, project
-from memlake.model import Acl, Content, MemoryKind, MemoryStatus, Policy, Sealed, SourceRef, Visibility
+from memlake.fold import CubeState, apply, fold, memories_at, permits, project
+from memlake.model import (
+    Acl,
+    Actor,
+    ActorKind,
+    Content,
+    MemoryKind,
+    MemoryStatus,
+    Policy,
+    Sealed,
+    SourceRef,
+    Visibility,
+)
 from tests.memlake import builders as b
 
 
@@ -95,6 +106,21 @@ def test_system_actors_may_do_owner_things() -> None:
     state = _state(b.created(), b.added("m1"))
     state = apply(state, b.expired("m1", actor=b.SYSTEM))
     assert state.memories["m1"].status is MemoryStatus.EXPIRED
+
+
+def test_permits_is_the_rule_the_fold_applies() -> None:
+    # What the command line and erasure ask before they emit: it must refuse what the fold refuses.
+    state = _state(b.created(), b.added("m1"))
+    cube = state.cube
+    assert cube is not None
+    stranger = Actor(kind=ActorKind.USER, id="mallory")
+    assert permits(cube, b.SYSTEM, "owner")
+    assert permits(cube, Actor.parse(cube.acl.owner), "owner")
+    assert not permits(cube, stranger, "readers")
+    result = fold(state, [b.expired("m1", actor=stranger)])
+    assert (
+        result.rejected[0].reason == f"{stranger.principal} may not expire memories in cube {cube.cube_id!r}"
+    )
 
 
 def test_expected_version_conflict_names_both_versions() -> None:

@@ -74,6 +74,20 @@ def test_acl_is_canonical_and_answers_roles() -> None:
     assert not acl.can_read("user:x")
 
 
+@pytest.mark.parametrize(
+    ("principal", "held"),
+    [
+        ("user:a", {"owner", "writers", "readers"}),
+        ("user:b", {"writers", "readers"}),
+        ("user:r", {"readers"}),
+        ("user:x", set()),
+    ],
+)
+def test_acl_grants_each_role_to_whom_it_should(principal: str, held: set[str]) -> None:
+    acl = Acl(owner="user:a", writers=("user:b",), readers=("user:r",))
+    assert {role for role in ("owner", "writers", "readers") if acl.grants(principal, role)} == held  # type: ignore[arg-type]
+
+
 def test_content_needs_exactly_one_form() -> None:
     sealed = Sealed(key_id="k1", subject_id="s1", nonce="bm9uY2U=", ciphertext="Y2lwaGVy")
     with pytest.raises(ValidationError, match="exactly one of 'text' or 'sealed'"):

@@ -149,9 +149,12 @@ def test_a_rollback_the_lake_shows_cannot_apply_is_refused_before_anything_is_em
     assert f"between 1 and the current version {latest}" in err
     assert main(["rollback", "no-such-cube", "--to-version", "1"]) == 1
     assert "cube 'no-such-cube' does not exist" in capsys.readouterr().err
+    assert cube.policy.rollback_by == "owner"
+    assert main(["rollback", cube_id, "--to-version", "1", "--actor", "user:mallory"]) == 1
+    assert f"user:mallory may not roll back in cube {cube_id!r}" in capsys.readouterr().err
     assert sum(end_offsets(in_folder, in_folder.events_topic).values()) == logged  # nothing emitted
 
-    assert main(["rollback", cube_id, "--to-version", str(latest), "--actor", "ops-oncall"]) == 0
+    assert main(["rollback", cube_id, "--to-version", str(latest)]) == 0  # as system:memlake-cli
     assert f"for {cube_id} to version {latest}" in capsys.readouterr().out
     assert sum(end_offsets(in_folder, in_folder.events_topic).values()) == logged + 1
 
