@@ -15,6 +15,7 @@ __all__ = [
     "read_range",
     "plan_ranges",
     "consumer_lag",
+    "lag_behind",
 ]
 
 import time
@@ -156,4 +157,9 @@ def read_range(
 
 def consumer_lag(settings: KafkaSettings, topic: str, *, applied: Mapping[int, int]) -> dict[int, int]:
     """Events not yet applied, per partition, given the last offset applied per partition."""
-    return {p: max(0, end - (applied.get(p, -1) + 1)) for p, end in end_offsets(settings, topic).items()}
+    return lag_behind(end_offsets(settings, topic), applied)
+
+
+def lag_behind(ends: Mapping[int, int], applied: Mapping[int, int]) -> dict[int, int]:
+    """Records past the last offset applied per partition, given each partition's end offset."""
+    return {p: max(0, end - (applied.get(p, -1) + 1)) for p, end in ends.items()}

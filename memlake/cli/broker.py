@@ -63,7 +63,10 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
         return 3
     from streams.admin import describe_topics
 
+    events_ends = None
     for topic in describe_topics(settings.kafka):
+        if topic.name == settings.kafka.events_topic:
+            events_ends = topic.end_offsets
         if not topic.exists or topic.end_offsets is None:
             print(f"topic {topic.name}: not created (run `memlake up`)")
             continue
@@ -73,25 +76,25 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
             start = (topic.start_offsets or {}).get(partition, 0)
             trimmed = f" (log starts at {start})" if start else ""
             print(f"  partition {partition}: end offset {end}{trimmed}")
-    _lake_lag(settings)
+    if events_ends is not None:
+        _lake_lag(settings, events_ends)
     return 0
 
 
-def _lake_lag(settings: Settings) -> None:
+def _lake_lag(settings: Settings, ends: dict[int, int]) -> None:
     """How far the lake is behind the log: events not landed yet, and landed ones the derived
     tables do not reflect yet. memlake keeps its offsets in the lake, not in a consumer group,
     so this is its consumer lag. Reads only: a lake not created yet is said, not created."""
     from lake.schemas import DERIVED_TABLES
     from lake.tables import Lake
-    from streams.reader import consumer_lag
+    from streams.reader import lag_behind
 
     lake = Lake(settings.lake)
     topic = settings.kafka.events_topic
     if not lake.exists("events"):
         print(f"lake at {settings.lake.root}: nothing landed yet (run `memlake materialize`)")
         return
-    ends = consumer_lag(settings.kafka, topic, applied={})
-    lag = consumer_lag(settings.kafka, topic, applied=lake.land_offsets(topic, ends))
+    lag = lag_behind(ends, lake.land_offsets(topic, ends))
     version = lake.version("events")
     marks = {name: lake.watermark(name) for name in DERIVED_TABLES if lake.exists(name)}
     derived = min(marks.values(), default=-1)
