@@ -16,6 +16,7 @@ __all__ = ["CubeView", "as_of", "version_at", "current", "current_cube"]
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -58,14 +59,19 @@ def _cube_prune(lake: Lake, cube_id: str) -> str:
     return f"bucket = {bucket_of(cube_id, lake.settings.buckets)} AND {sql_in('cube_id', [cube_id])}"
 
 
-def _current_version(snap: Snapshot, cube_id: str) -> int:
+def _cube_field(snap: Snapshot, cube_id: str, column: str) -> Any:
+    """One column of the cube's `cubes` row in the snapshot (None: no such cube)."""
     rows = snap.read(
         "cubes",
-        columns=["version"],
+        columns=[column],
         filter=pc.field("cube_id") == cube_id,
         prune=sql_in("cube_id", [cube_id]),
     )
-    return int(rows.column("version")[0].as_py()) if rows.num_rows else 0
+    return rows.column(column)[0].as_py() if rows.num_rows else None
+
+
+def _current_version(snap: Snapshot, cube_id: str) -> int:
+    return int(_cube_field(snap, cube_id, "version") or 0)
 
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -90,13 +96,8 @@ def version_at(lake: Lake, cube_id: str, timestamp: datetime, *, snapshot: Snaps
 def current_cube(lake: Lake, cube_id: str) -> Cube | None:
     """The cube (ACL, policy, version) in the lake's newest snapshot; None if the lake has
     not seen it. Reads its `cubes` row only, not its memories."""
-    rows = open_snapshot(lake, tables=("cubes",)).read(
-        "cubes",
-        columns=["cube_json"],
-        filter=pc.field("cube_id") == cube_id,
-        prune=sql_in("cube_id", [cube_id]),
-    )
-    return cube_from_json(rows.column("cube_json")[0].as_py()) if rows.num_rows else None
+    found = _cube_field(open_snapshot(lake, tables=("cubes",)), cube_id, "cube_json")
+    return None if found is None else cube_from_json(found)
 
 
 def current(lake: Lake, cube_id: str) -> CubeView:

@@ -48,10 +48,21 @@ __all__ = [
     "VectorIndexError",
     "GenerationError",
     "LimitExceededError",
+    "one_line",
 ]
 
 from dataclasses import dataclass
 from datetime import datetime
+
+from pydantic import ValidationError
+
+
+def one_line(error: ValueError) -> str:
+    """What is wrong with a value, in one line: pydantic's messages without the layout of
+    its report (a title line and one indented block per field), or the error's own text."""
+    if isinstance(error, ValidationError):
+        return "; ".join(problem["msg"] for problem in error.errors())
+    return str(error)
 
 
 class MemlakeError(Exception):

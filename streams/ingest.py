@@ -43,9 +43,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
-from memlake.errors import FieldProblem, InvalidEventError
+from memlake.errors import FieldProblem, InvalidEventError, one_line
 from memlake.events import MAX_EVENT_BYTES, Event, parse_event_dict
 from memlake.ids import uuid7
 from memlake.model import Actor, utcnow
@@ -167,10 +165,8 @@ def _actor(value: object, default: Actor, raw: bytes) -> dict[str, Any]:
         raise InvalidEventError([FieldProblem("actor", "must be a 'kind:id' string")], raw=raw)
     try:
         return Actor.parse(value).model_dump(mode="json")
-    except ValidationError as e:
-        raise InvalidEventError([FieldProblem("actor", e.errors()[0]["msg"])], raw=raw) from e
-    except ValueError as e:
-        raise InvalidEventError([FieldProblem("actor", str(e))], raw=raw) from e
+    except ValueError as e:  # pydantic's ValidationError included
+        raise InvalidEventError([FieldProblem("actor", one_line(e))], raw=raw) from e
 
 
 _RENAMES = {"cube_id": "cube", "occurred_at": "at", "source.ref": "ref", "payload.subject_id": "subject"}

@@ -30,9 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
-from pydantic import ValidationError
-
-from memlake.errors import ConfigError, FieldProblem, InvalidEventError
+from memlake.errors import ConfigError, FieldProblem, InvalidEventError, one_line
 from memlake.events import (
     MAX_EVENT_BYTES,
     CubeAclChanged,
@@ -111,7 +109,7 @@ class MemlakeClient:
         try:
             self._actor = actor if isinstance(actor, Actor) else Actor.parse(actor)
         except ValueError as e:  # pydantic's ValidationError included
-            raise ConfigError("actor", f"{actor!r} is not a principal kind:id: {_why(e)}") from None
+            raise ConfigError("actor", f"{actor!r} is not a principal kind:id: {one_line(e)}") from None
         self._product = product
         self._catalog: CubeCatalog = catalog if catalog is not None else InMemoryCubeCatalog()
         self._sealer = sealer
@@ -119,7 +117,7 @@ class MemlakeClient:
         try:
             self._source = Source(product=product)  # the common case (no ref), made once
         except ValueError as e:
-            raise ConfigError("product", f"{product!r} is not a product name: {_why(e)}") from None
+            raise ConfigError("product", f"{product!r} is not a product name: {one_line(e)}") from None
 
     @property
     def actor(self) -> Actor:
@@ -522,10 +520,3 @@ class MemlakeClient:
         sealed = Content(sealed=self.sealer.seal(content.text, subject))
         payload = event.payload.model_copy(update={"content": sealed})
         return event.model_copy(update={"payload": payload})
-
-
-def _why(error: ValueError) -> str:
-    """A value's problem in one line: pydantic's messages without its report's layout."""
-    if isinstance(error, ValidationError):
-        return "; ".join(problem["msg"] for problem in error.errors())
-    return str(error)

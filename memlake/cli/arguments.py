@@ -15,6 +15,7 @@ from datetime import UTC, datetime, time
 
 from pydantic import ValidationError
 
+from memlake.errors import one_line
 from memlake.model import Actor, ActorKind
 
 _EXAMPLE = "e.g. 2026-01-01T12:00:00+00:00"
@@ -100,5 +101,4 @@ def principal(value: str) -> Actor:
     try:
         return Actor(kind=ActorKind(kind), id=ident) if sep else Actor(kind=ActorKind.USER, id=value)
     except ValidationError as e:
-        problems = "; ".join(error["msg"] for error in e.errors())
-        raise argparse.ArgumentTypeError(f"{value!r} is not a principal's id: {problems}") from None
+        raise argparse.ArgumentTypeError(f"{value!r} is not a principal's id: {one_line(e)}") from None
