@@ -44,34 +44,28 @@ def night(value: str) -> datetime:
 def as_of(value: str) -> int | datetime:
     """A version (an integer, 0 or more) or an ISO 8601 time with its timezone."""
     if value.lstrip("-").isdigit():
-        version = int(value)
-        if version < 0:
-            raise argparse.ArgumentTypeError(f"{value!r}: versions start at 0")
-        return version
+        return _integer(value, least=0, what="a version", outside="versions start at 0")
     return timestamp(value)
 
 
-def _integer(value: str, *, least: int, what: str, too_small: str) -> int:
+def _integer(value: str, *, least: int, what: str, outside: str, most: int | None = None) -> int:
     try:
         number = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not {what}") from None
-    if number < least:
-        raise argparse.ArgumentTypeError(f"{value!r}: {too_small}")
+    if number < least or (most is not None and number > most):
+        raise argparse.ArgumentTypeError(f"{value!r}: {outside}")
     return number
 
 
 def count(value: str) -> int:
     """How many: an integer from 1 (0 or less would silently show nothing)."""
-    return _integer(value, least=1, what="a number", too_small="give 1 or more")
+    return _integer(value, least=1, what="a number", outside="give 1 or more")
 
 
 def port(value: str) -> int:
     """A TCP port to bind, 1 to 65535."""
-    number = _integer(value, least=1, what="a port number", too_small="ports run from 1 to 65535")
-    if number > 65535:
-        raise argparse.ArgumentTypeError(f"{value!r}: ports run from 1 to 65535")
-    return number
+    return _integer(value, least=1, most=65535, what="a port number", outside="ports run from 1 to 65535")
 
 
 def seconds(value: str) -> float:
@@ -88,7 +82,7 @@ def seconds(value: str) -> float:
 def cube_version(value: str) -> int:
     """A cube version: cubes start at version 1."""
     return _integer(
-        value, least=1, what="a cube version (an integer from 1)", too_small="cube versions start at 1"
+        value, least=1, what="a cube version (an integer from 1)", outside="cube versions start at 1"
     )
 
 
