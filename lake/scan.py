@@ -24,6 +24,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pa_fs
 
 from lake.schemas import TableSpec
+from lake.tables import delta_errors
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
@@ -154,6 +155,18 @@ def scan(
     prune: str | None = None,
 ) -> pa.Table:
     """Rows of the loaded version of `dt`, in the table's own schema."""
+    with delta_errors(table.name):  # its files are read here, from the store
+        return _scan(dt, table, columns=columns, filter=filter, prune=prune)
+
+
+def _scan(
+    dt: DeltaTable,
+    table: TableSpec,
+    *,
+    columns: list[str] | None,
+    filter: ds.Expression | None,
+    prune: str | None,
+) -> pa.Table:
     dataset = table_dataset(dt, table, prune=prune)
     wanted = list(columns or table.schema.names)
     target = pa.schema([table.schema.field(c) for c in wanted])

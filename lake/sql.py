@@ -24,7 +24,7 @@ from lake.scan import for_duckdb, table_dataset, without_views
 from lake.schemas import DERIVED_TABLES, TABLES
 from lake.snapshot import find_cut
 from lake.tables import Lake, delta_errors
-from memlake.errors import LakeError, TimeTravelError
+from memlake.errors import LakeError, StoreUnavailableError, TimeTravelError
 
 
 def _named(sql: str) -> list[str]:
@@ -38,6 +38,8 @@ def _version(lake: Lake, name: str, as_of: int | datetime | None) -> DeltaTable 
     if isinstance(as_of, datetime):
         try:
             return lake.table(name, version=as_of)
+        except StoreUnavailableError:
+            raise
         except LakeError as e:
             raise TimeTravelError(
                 name, f"no version at {as_of.isoformat()}: {e.problem}", requested=as_of

@@ -21,6 +21,8 @@ __all__ = [
     "WRITER_KEY",
     "REWRITES_KEY",
     "PART_KEY",
+    "delta_errors",
+    "lake_error",
 ]
 
 import json
@@ -35,7 +37,7 @@ import pyarrow as pa
 
 from lake.heads import table_heads
 from lake.schemas import TABLES, TableSpec, spec
-from memlake.errors import ConcurrentWriteError, ConfigError, LakeError
+from memlake.errors import ConcurrentWriteError, ConfigError, LakeError, StoreUnavailableError
 from memlake.settings import LakeSettings
 
 if TYPE_CHECKING:
@@ -72,6 +74,29 @@ def materialize_app_id(table: str) -> str:
 # What delta-rs (1.6) says when another commit came first: a conflict it found, the version
 # taken meanwhile, or its own retries against such commits used up.
 _CONFLICT = re.compile(r"concurrent|existing table version|commit attempts", re.IGNORECASE)
+# What the store client in delta-rs (object_store) says when the store did not answer: it
+# retries only such failures (connections, timeouts, throttling, 5xx), and says how often.
+_UNAVAILABLE = re.compile(
+    r"error sending request|connection (refused|reset|closed)|timed out|after \d+ retries"
+    r"|status code: (429|5\d\d)|service unavailable|dns error",
+    re.IGNORECASE,
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def store_message(error: BaseException) -> str:
+    """delta-rs' text of `error` in one line: it lays a store error's causes out one per line,
+    indented, with terminal colours."""
+    parts = (part.strip().lstrip("\u21b3").strip() for part in _ANSI.sub("", str(error)).splitlines())
+    return ": ".join(part for part in parts if part)
+
+
+def lake_error(table: str, error: BaseException) -> LakeError:
+    """`error` from delta-rs or the store as the `LakeError` it is: `StoreUnavailableError`
+    when the store did not answer."""
+    text = store_message(error)
+    kind = StoreUnavailableError if _UNAVAILABLE.search(text) else LakeError
+    return kind(table, f"{type(error).__name__}: {text}")
 
 
 @contextmanager
@@ -94,16 +119,16 @@ def delta_errors(
         # delta-rs raises this type for any failed commit (a store error too): only a
         # conflict is worth planning again.
         if _CONFLICT.search(str(e)):
-            raise ConcurrentWriteError(table, f"another writer committed first: {e}") from e
+            raise ConcurrentWriteError(table, f"another writer committed first: {store_message(e)}") from e
         versions = _versions(table, started_at)
         if versions is not None and versions[1] > versions[0]:
             first, now = versions
             raise ConcurrentWriteError(
-                table, f"another writer committed after version {first} (now at {now}): {e}"
+                table, f"another writer committed after version {first} (now at {now}): {store_message(e)}"
             ) from e
-        raise LakeError(table, f"{type(e).__name__}: {e}") from e
+        raise lake_error(table, e) from e
     except (DeltaError, OSError) as e:
-        raise LakeError(table, f"{type(e).__name__}: {e}") from e
+        raise lake_error(table, e) from e
 
 
 def _versions(table: str, started_at: Callable[[], tuple[int, int] | None] | None) -> tuple[int, int] | None:
@@ -324,8 +349,16 @@ class Lake:
 
         try:
             self._read_head(name, read)
-        except (LakeError, pa.ArrowInvalid):
-            # A vacuumed file surfaces from the C stream as ArrowInvalid, not as a delta-rs error.
+        except StoreUnavailableError:
+            raise  # says nothing of the feed: planning a refold of the whole log on it would be wrong
+        except LakeError:
+            return False
+        except pa.ArrowInvalid as e:
+            # A vacuumed file surfaces from the C stream as ArrowInvalid, not as a delta-rs
+            # error; so does a store that stopped answering in the middle of the read.
+            error = lake_error(name, e)
+            if isinstance(error, StoreUnavailableError):
+                raise error from e
             return False
         return True
 

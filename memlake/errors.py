@@ -34,6 +34,7 @@ __all__ = [
     "WriteNotConfirmedError",
     "LakeError",
     "ConcurrentWriteError",
+    "StoreUnavailableError",
     "LeaseHeldError",
     "TimeTravelError",
     "SealedContentError",
@@ -323,6 +324,13 @@ class ConcurrentWriteError(LakeError):
     """Another writer committed to the table first, and its commit conflicts with this one
     (the same batch's transaction id, or files this commit rewrote). Nothing of this commit
     landed; planning the batch again from the lake as it is now is safe."""
+
+
+class StoreUnavailableError(LakeError):
+    """The lake's store did not answer: a connection refused or reset, a timeout, or a server
+    error, still failing after the store client's own retries (`max_retries`, `retry_timeout`
+    in `lake.storage_options`). Whatever the call was doing is for a later try to do again:
+    a commit is one atomic write of the log, and a batch is planned from what the lake holds."""
 
 
 class TimeTravelError(LakeError):

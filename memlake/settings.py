@@ -129,7 +129,10 @@ class LakeSettings(_Section):
         description="Folder or object-store URI (s3://bucket/prefix) of the Delta tables.",
     )
     storage_options: dict[str, str] = Field(
-        default_factory=dict, description="delta-rs storage options (credentials, endpoint, region)."
+        default_factory=dict,
+        description="delta-rs storage options (credentials, endpoint, region). delta-rs retries a request "
+        "the store did not answer by itself (`max_retries`, 10, and `retry_timeout`, 3 min, by default) "
+        "before memlake sees the failure.",
     )
     rollback_window_hours: Annotated[int, Field(ge=1)] = Field(
         168, description="Time travel and restore must reach at least this far back; vacuum keeps it."
@@ -205,7 +208,8 @@ class PipelineSettings(_Section):
     )
     outage_backoff_max_s: Annotated[float, Field(gt=0)] = Field(
         30.0,
-        description="In follow mode, the longest wait between two tries while Kafka is unavailable "
+        description="In follow mode, the longest wait between two tries while Kafka or the lake's store "
+        "is unavailable "
         "(the first wait is `follow_interval_s`, doubled after each failed try); a one-shot run "
         "fails at once.",
     )

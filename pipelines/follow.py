@@ -2,8 +2,8 @@
 
 One-shot mode runs until both jobs are caught up; follow mode keeps going,
 a micro-batch at a time, and stops cleanly (between two batches, never inside
-a commit) when asked to, e.g. on SIGTERM. It waits out Kafka being away
-(pipelines.outage), then goes on from where the lake says. Only the holder of
+a commit) when asked to, e.g. on SIGTERM. It waits out Kafka or the lake's
+store being away (pipelines.outage), then goes on from where the lake says. Only the holder of
 the writer lease runs batches (pipelines.writer_lease): a second follower
 stands by until the first stops or dies, and a one-shot run refuses. Two
 writers anyway (the lease off, or outlived) cost batches, not correctness: the
@@ -36,7 +36,13 @@ from lake.lease import holder_id
 from lake.maintenance import checkpoint, compact
 from lake.schemas import DERIVED_TABLES
 from lake.tables import DEAD_LETTERS_KEY, EVENTS_KEY, WRITER_KEY, Lake
-from memlake.errors import ConcurrentWriteError, InfrastructureError, LakeError, LeaseHeldError
+from memlake.errors import (
+    ConcurrentWriteError,
+    InfrastructureError,
+    LakeError,
+    LeaseHeldError,
+    StoreUnavailableError,
+)
 from memlake.settings import Settings
 from pipelines.job_process import job_process
 from pipelines.land import Land, plan_land
@@ -61,7 +67,7 @@ class Progress:
     rejected: int = 0
     duplicates: int = 0
     conflicts: int = 0  # batches another writer's commit came first in: planned again
-    outages: int = 0  # times Kafka was away (follow mode waited for it)
+    outages: int = 0  # times Kafka or the lake's store was away (follow mode waited for it)
     events_version: int = -1
     watermark: int = -1
     started: float = 0.0
@@ -74,7 +80,7 @@ class Progress:
             f"duplicates {self.duplicates}); events v{self.events_version}, "
             f"derived at v{self.watermark}; {rate:,.0f} events/s"
             + (f"; {self.conflicts} planned again after another writer's commit" if self.conflicts else "")
-            + (f"; waited out {self.outages} Kafka outage(s)" if self.outages else "")
+            + (f"; waited out {self.outages} outage(s) of Kafka or the lake's store" if self.outages else "")
         )
 
 
@@ -126,9 +132,13 @@ def _landed_by(lake: Lake, writer: str, *, after: int, upto: int) -> tuple[int, 
 
 def _count_landed(progress: Progress, lake: Lake, run: str, accounted: int) -> int:
     """Add what `run` landed past `accounted` to `progress`, from the log: a batch that failed
-    after land's commit took Beam's counters with it. The events version counted up to."""
-    newest = lake.version("events")
-    landed, dead_letters = _landed_by(lake, run, after=accounted, upto=newest)
+    after land's commit took Beam's counters with it. The events version counted up to (still
+    `accounted` while the store does not answer: the log keeps it for a later count)."""
+    try:
+        newest = lake.version("events")
+        landed, dead_letters = _landed_by(lake, run, after=accounted, upto=newest)
+    except StoreUnavailableError:
+        return accounted
     progress.landed += landed
     progress.dead_letters += dead_letters
     return newest
@@ -200,29 +210,32 @@ def _batches(
     standing_by: list[str | None] = []  # the holders this process stood by for, in turn
     ensured = False
     while not stop.is_set():
-        held = writer.claim() if writer is not None else None
-        if held is not None:
-            if not follow:
-                raise held
-            if not standing_by or standing_by[-1] != held.holder:
-                _log.warning("standing by: %s", held)  # once per holder, not once a look
-                standing_by.append(held.holder)
-            stop.wait(_standby_look_s(settings))
-            continue
-        if standing_by:
-            _log.warning("took the lease %r: this process writes the lake now", WRITER_LEASE)
-            standing_by.clear()
-        if not ensured:
-            # Only the writer creates missing tables: two processes creating one race.
-            lake.ensure_all()
-            ensured = True
-            accounted = lake.version("events")
+        # Everything in a turn may meet Kafka or the store away, the lease's claim and the
+        # batch's bookkeeping as much as the batch: a follower waits out an outage wherever.
         try:
+            held = writer.claim() if writer is not None else None
+            if held is not None:
+                if not follow:
+                    raise held
+                if not standing_by or standing_by[-1] != held.holder:
+                    _log.warning("standing by: %s", held)  # once per holder, not once a look
+                    standing_by.append(held.holder)
+                stop.wait(_standby_look_s(settings))
+                continue
+            if standing_by:
+                _log.warning("took the lease %r: this process writes the lake now", WRITER_LEASE)
+                standing_by.clear()
+            if not ensured:
+                # Only the writer creates missing tables: two processes creating one race.
+                lake.ensure_all()
+                accounted = lake.version("events")
+                ensured = True
             # Checked before running the graph: an idle follower would otherwise pay a
             # whole batch's fixed cost (a second of CPU) every `follow_interval_s`.
             work = _has_work(settings, lake)
             if work:
                 result = batch.run()
+                newest, watermark = _landed_and_materialized(lake, result)
         except ConcurrentWriteError as e:
             # Nothing of the refused commit landed; what the batch committed before it is
             # repaired like a crash's. A moment's wait: the other writer is mid-batch.
@@ -246,14 +259,7 @@ def _batches(
                 break
             stop.wait(settings.pipelines.follow_interval_s)
             continue
-        planned = metric(result, _LAND, "planned_records") > 0
-        watermark = _watermark(result)
-        if watermark is not None:
-            behind = {n: m for n, m in lake.watermarks(DERIVED_TABLES).items() if m < watermark}
-            if behind:
-                problem = f"tables still behind events version {watermark}: {behind}"
-                raise LakeError(next(iter(behind)), problem)
-        if planned or watermark is not None:
+        if metric(result, _LAND, "planned_records") > 0 or watermark is not None:
             progress.batches += 1
             progress.landed += metric(result, _LAND, "events")
             progress.dead_letters += metric(result, _LAND, "dead_letters")
@@ -261,7 +267,7 @@ def _batches(
             progress.applied += metric(result, _MATERIALIZE, "applied")
             progress.rejected += metric(result, _MATERIALIZE, "rejected")
             progress.duplicates += metric(result, _MATERIALIZE, "duplicates")
-            progress.events_version = accounted = lake.version("events")
+            progress.events_version = accounted = newest
             progress.watermark = watermark if watermark is not None else progress.watermark
             report(progress)
             if every and progress.batches % every == 0:
@@ -273,11 +279,28 @@ def _batches(
     return progress
 
 
+def _landed_and_materialized(lake: Lake, result: Any) -> tuple[int, int | None]:
+    """After a batch: the events version now, and the one its plan took the derived tables to
+    (None: nothing planned), checked against the tables. Read before the batch is counted,
+    so that a store failing here leaves the counting to `_count_landed`, once."""
+    watermark = _watermark(result)
+    if watermark is not None:
+        behind = {n: m for n, m in lake.watermarks(DERIVED_TABLES).items() if m < watermark}
+        if behind:
+            problem = f"tables still behind events version {watermark}: {behind}"
+            raise LakeError(next(iter(behind)), problem)
+    return lake.version("events"), watermark
+
+
 def _maintain(lake: Lake, every: int) -> None:
     """Compact and checkpoint the tables. A compaction that another one holds the lake's
-    lease for, or that a batch's commit overtook (another writer's), is left to the next round."""
+    lease for, or that a batch's commit overtook (another writer's), and what the store did
+    not answer for, are left to the next round."""
     try:
         compact(lake)
-    except (ConcurrentWriteError, LeaseHeldError) as e:
+    except (ConcurrentWriteError, LeaseHeldError, StoreUnavailableError) as e:
         _log.warning("%s; compacting again after %d more batches", e, every)
-    checkpoint(lake)
+    try:
+        checkpoint(lake)
+    except StoreUnavailableError as e:
+        _log.warning("%s; checkpointing again after %d more batches", e, every)

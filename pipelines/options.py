@@ -36,7 +36,14 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from memlake.errors import BrokerUnavailableError, ConcurrentWriteError, ConfigError, MemlakeError
+from memlake.errors import (
+    BrokerUnavailableError,
+    ConcurrentWriteError,
+    ConfigError,
+    LakeError,
+    MemlakeError,
+    StoreUnavailableError,
+)
 from memlake.settings import PipelineSettings
 
 # The runners that run a graph on this machine (the DirectRunner runs batch graphs on the FnApiRunner).
@@ -115,8 +122,9 @@ def step_errors() -> Iterator[None]:
     step), and memlake's callers act on the typed errors: a follower plans again after a
     `ConcurrentWriteError`, the CLI prints a `MemlakeError` as one line. The step's name
     stays as a note. A runner whose workers run in other processes sends the error back
-    as text only: a `ConcurrentWriteError` and a `BrokerUnavailableError` are read back
-    from it, since a follower acts on them; anything else comes out as the runner raised it.
+    as text only: a `ConcurrentWriteError`, a `StoreUnavailableError` and a
+    `BrokerUnavailableError` are read back from it, since a follower acts on them; anything
+    else comes out as the runner raised it.
     """
     try:
         yield
@@ -134,10 +142,15 @@ def step_errors() -> Iterator[None]:
 
 # How a worker in another process reports one (Beam's text of the error it caught).
 _STEP_NOTE = r"(?: \[while running '[^']+'\])?$"
-_CONFLICT_TEXT = re.compile(
-    r"memlake\.errors\.ConcurrentWriteError: lake table '(?P<table>[^']+)': (?P<problem>.*?)" + _STEP_NOTE,
+_LAKE_TEXT = re.compile(
+    r"memlake\.errors\.(?P<kind>ConcurrentWriteError|StoreUnavailableError): "
+    r"lake table '(?P<table>[^']+)': (?P<problem>.*?)" + _STEP_NOTE,
     re.MULTILINE,
 )
+_LAKE_KINDS: dict[str, type[LakeError]] = {
+    "ConcurrentWriteError": ConcurrentWriteError,
+    "StoreUnavailableError": StoreUnavailableError,
+}
 _BROKER_TEXT = re.compile(
     r"memlake\.errors\.BrokerUnavailableError: Kafka at (?P<bootstrap>\S+) is unavailable: (?P<problem>.*?)"
     + _STEP_NOTE,
@@ -153,9 +166,9 @@ def _memlake_error_in(error: BaseException) -> MemlakeError | None:
             return found
         seen.add(id(found))
         found = found.__cause__ or found.__context__
-    text = _CONFLICT_TEXT.search(str(error))
+    text = _LAKE_TEXT.search(str(error))
     if text is not None:
-        return ConcurrentWriteError(text["table"], text["problem"])
+        return _LAKE_KINDS[text["kind"]](text["table"], text["problem"])
     text = _BROKER_TEXT.search(str(error))
     return BrokerUnavailableError(text["bootstrap"], text["problem"]) if text else None
 

@@ -20,6 +20,7 @@ from lake.tables import Lake
 from memlake.settings import BrokerSettings, KafkaSettings, LakeSettings, Settings
 from streams import consumer_pool
 from streams.admin import TopicSpec, ensure_topics
+from tests.tcp_proxy import TcpProxy
 
 _REPO = Path(__file__).resolve().parents[1]
 # Apart from a developer's own broker (19092) so that tests never touch it.
@@ -124,6 +125,23 @@ def object_store() -> Iterator[LocalObjectStore]:
     store.up()
     yield store
     store.down()
+
+
+@pytest.fixture
+def cut_store(object_store: LocalObjectStore) -> Iterator[tuple[TcpProxy, LakeSettings]]:
+    """A new bucket reached through a proxy the test can cut (`down()`, `up()`), and a lake
+    there whose store client gives up within seconds (by default it retries for minutes)."""
+    proxy = TcpProxy(("127.0.0.1", int(object_store.endpoint.rsplit(":", 1)[1])))
+    proxy.up()
+    options = {
+        **object_store.storage_options(),
+        "AWS_ENDPOINT_URL": proxy.endpoint,
+        "max_retries": "1",
+        "retry_timeout": "2s",
+        "connect_timeout": "1s",
+    }
+    yield proxy, LakeSettings(root=f"s3://{object_store.bucket()}/lake", storage_options=options)
+    proxy.down()
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
-from memlake.errors import BrokerUnavailableError, ConcurrentWriteError, ConfigError
+from memlake.errors import BrokerUnavailableError, ConcurrentWriteError, ConfigError, StoreUnavailableError
 from memlake.settings import PipelineSettings
 from pipelines.options import Spread, new_pipeline, pipeline_options, step_errors
 from tests.pipelines.helpers import PORTABLE, PROCESSES
@@ -154,6 +154,14 @@ def test_a_write_conflict_in_a_worker_is_read_back_from_its_text(beam_args: list
         )
     assert raised.value.table == "usage"
     assert raised.value.problem == "another writer committed first: Concurrent transaction failed."
+
+
+def test_the_store_unavailable_in_a_worker_is_read_back_from_its_text() -> None:
+    """A follower waits out the store's outage a worker met, as one its own process met."""
+    problem = "OSError: Generic S3 error: Error performing GET http://s3/b/t in 2.1s, after 10 retries"
+    with pytest.raises(StoreUnavailableError) as raised:
+        _run_raising(StoreUnavailableError, "memories", problem, beam_args=PROCESSES)
+    assert (raised.value.table, raised.value.problem) == ("memories", problem)
 
 
 @pytest.mark.parametrize(

@@ -17,13 +17,15 @@ from benchmarks._lake_workload import generate, invalid_records
 from infra.broker import LocalBroker
 from lake.tables import Lake
 from memlake.cli import main
-from memlake.errors import BrokerUnavailableError, LakeError, WriteNotConfirmedError
-from memlake.settings import KafkaSettings, Settings
+from memlake.errors import BrokerUnavailableError, LakeError, StoreUnavailableError, WriteNotConfirmedError
+from memlake.settings import KafkaSettings, LakeSettings, Settings
 from pipelines.follow import Progress, run_jobs
 from pipelines.outage import Outage, is_outage
 from streams.admin import ensure_topics
 from streams.dead_letters import read_dead_letters
+from tests.conftest import own_topics
 from tests.pipelines.helpers import expected_memories, lake_memories, produce, pure_fold, with_root
+from tests.tcp_proxy import TcpProxy
 from tests.waiting import until
 
 _DOWN = BrokerUnavailableError("10.0.0.7:9092", "end offsets of 't': KafkaTimeoutError: timed out")
@@ -63,16 +65,34 @@ def test_the_end_of_an_outage_says_how_long_it_lasted_and_the_next_starts_afresh
     assert outage.failed(_DOWN) == 0.5
 
 
+def test_the_end_of_an_outage_names_what_was_away(caplog: pytest.LogCaptureFixture) -> None:
+    store_down = StoreUnavailableError("events", "OSError: Generic S3 error: ... Connection refused")
+    outage = Outage(first_wait_s=0.5, max_wait_s=30.0, clock=_Clock())
+    with caplog.at_level(logging.WARNING, logger="pipelines.outage"):
+        outage.failed(store_down)
+        outage.over()
+        for error in (store_down, _DOWN, store_down):
+            outage.failed(error)
+        outage.over()
+    ended = [m for m in caplog.messages if "again after" in m]
+    assert ended == [
+        "The lake's store answers again after 0 s and 1 failed tries; going on",
+        "The lake's store and Kafka answer again after 0 s and 3 failed tries; going on",
+    ]
+    assert outage.away == []
+
+
 @pytest.mark.parametrize(
     ("error", "waited_out"),
     [
         (_DOWN, True),
         (WriteNotConfirmedError("e-1", "KafkaTimeoutError: batch expired", retriable=True), True),
         (WriteNotConfirmedError("e-1", "MessageSizeTooLargeError: too large", retriable=False), False),
+        (StoreUnavailableError("events", "OSError: Generic S3 error: ... Connection refused"), True),
         (LakeError("memories", "tables still behind events version 7"), False),
     ],
 )
-def test_only_kafka_being_away_is_an_outage(
+def test_only_kafka_or_the_store_being_away_is_an_outage(
     error: BrokerUnavailableError | LakeError, waited_out: bool
 ) -> None:
     assert is_outage(error) is waited_out
@@ -216,3 +236,46 @@ def test_a_one_shot_run_with_kafka_away_exits_1_naming_the_broker(
     err = capsys.readouterr().err
     assert err.startswith(f"memlake: error: Kafka at 127.0.0.1:{port} is unavailable: ")
     assert len(err.strip().splitlines()) == 1  # one line, no traceback
+
+
+@pytest.mark.integration
+def test_a_follower_waits_out_the_store_being_away_and_the_lake_stays_exact(
+    broker: LocalBroker,
+    cut_store: tuple[TcpProxy, LakeSettings],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    proxy, lake_settings = cut_store
+    kafka = own_topics(broker, partitions=3)
+    waits = {"follow_interval_s": 0.1, "outage_backoff_max_s": 1.0, "batch_max_events": 150}
+    settings = Settings(kafka=kafka, lake=lake_settings, pipelines=waits)
+    events = generate(1200, cubes=6, seed=17)
+    produce(kafka, events[:600])
+    caplog.set_level(logging.INFO, logger="pipelines.outage")
+    follower = _Follower(settings)
+    follower.start()
+    try:
+        until(lambda: follower.reported(lambda p: p.batches >= 2), timeout_s=120)
+        proxy.down()  # while the follower works through its backlog
+        # A one-shot run fails at once (at the writer lease, which lives in the lake), in one line.
+        with pytest.raises(StoreUnavailableError, match="Connection refused") as raised:
+            run_jobs(settings)
+        assert "\n" not in str(raised.value)
+        produce(kafka, events[600:])  # Kafka is up: events go on arriving
+        until(lambda: follower.failed or "still unavailable" in caplog.text, timeout_s=60)
+        assert not follower.failed
+        proxy.up()
+        until(lambda: follower.reported(lambda p: p.landed >= 1200), timeout_s=180)
+        until(lambda: follower.reported(lambda p: p.watermark == p.events_version), timeout_s=60)
+    finally:
+        stopped = follower.stop()
+        proxy.up()
+    assert stopped
+    assert not follower.failed
+    last = follower.reports[-1]
+    assert last.outages >= 1
+    assert "The lake's store answers again after" in caplog.text
+    # Nothing lost, nothing twice: each event landed once, and the memories are the pure fold's.
+    assert last.landed == 1200
+    lake = Lake(settings.lake)
+    assert lake.table("events").to_pyarrow_dataset().count_rows() == 1200
+    assert lake_memories(lake) == expected_memories(pure_fold(events))
