@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import Any
 
 from infra.broker import LocalBroker
@@ -81,26 +82,55 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _lake_lag(settings: Settings, ends: dict[int, int]) -> None:
-    """How far the lake is behind the log: events not landed yet, and landed ones the derived
-    tables do not reflect yet. memlake keeps its offsets in the lake, not in a consumer group,
-    so this is its consumer lag. Reads only: a lake not created yet is said, not created."""
+@dataclass(frozen=True)
+class LakeLag:
+    """How far the lake is behind the log: events not landed yet per partition, and landed
+    ones (events versions past `derived`) the derived tables do not reflect yet."""
+
+    not_landed: dict[int, int]
+    events_version: int
+    derived: int
+
+    @property
+    def caught_up(self) -> bool:
+        return not any(self.not_landed.values()) and self.derived >= self.events_version
+
+    def line(self) -> str:
+        unlanded = sum(self.not_landed.values())
+        parts = [f"{unlanded} event{'s' if unlanded != 1 else ''} not landed"] if unlanded else []
+        if self.derived < self.events_version:
+            parts.append(f"events v{self.derived + 1}..v{self.events_version} not materialized")
+        return "the lake is behind the log (" + ", ".join(parts) + "): `memlake materialize` brings it up"
+
+
+def lake_lag(settings: Settings, ends: dict[int, int] | None = None) -> LakeLag | None:
+    """The lake's lag behind the events topic (`ends`: its end offsets, read when not given);
+    None while nothing has landed. memlake keeps its offsets in the lake, not in a consumer
+    group, so this is its consumer lag. Reads only: creates no table."""
     from lake.schemas import DERIVED_TABLES
     from lake.tables import Lake
-    from streams.reader import lag_behind
+    from streams.reader import end_offsets, lag_behind
 
     lake = Lake(settings.lake)
     topic = settings.kafka.events_topic
     if not lake.exists("events"):
+        return None
+    ends = end_offsets(settings.kafka, topic) if ends is None else ends
+    marks = [lake.watermark(name) for name in DERIVED_TABLES if lake.exists(name)]
+    return LakeLag(
+        lag_behind(ends, lake.land_offsets(topic, ends)), lake.version("events"), min(marks, default=-1)
+    )
+
+
+def _lake_lag(settings: Settings, ends: dict[int, int]) -> None:
+    lag = lake_lag(settings, ends)
+    if lag is None:
         print(f"lake at {settings.lake.root}: nothing landed yet (run `memlake materialize`)")
         return
-    lag = lag_behind(ends, lake.land_offsets(topic, ends))
-    version = lake.version("events")
-    marks = {name: lake.watermark(name) for name in DERIVED_TABLES if lake.exists(name)}
-    derived = min(marks.values(), default=-1)
+    version, derived = lag.events_version, lag.derived
     behind = "" if derived >= version else " (behind the events: `memlake materialize` brings them up)"
     print(f"lake at {settings.lake.root}: events v{version}, derived tables at v{derived}{behind}")
-    print(f"  not landed yet: {sum(lag.values())} events")
-    for partition, waiting in lag.items():
+    print(f"  not landed yet: {sum(lag.not_landed.values())} events")
+    for partition, waiting in lag.not_landed.items():
         if waiting:
             print(f"  partition {partition}: {waiting} not landed")

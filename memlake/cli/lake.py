@@ -170,6 +170,7 @@ def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
 def _rollback(settings: Settings, args: argparse.Namespace) -> int:
     from lake.tables import Lake
     from lake.time_travel import current_cube
+    from memlake.cli.broker import lake_lag
     from memlake.events import CubeRolledBack, CubeRolledBackPayload, new_event
     from memlake.fold import permits
     from streams.producer import EventProducer
@@ -177,14 +178,20 @@ def _rollback(settings: Settings, args: argparse.Namespace) -> int:
     # Checked against the lake before anything is emitted, by the fold's own rules: an event
     # the fold would refuse is only a line in `rejected` after the next materialize, long
     # after the operator left. The lake may lag the log, but a target is one the operator
-    # saw there (`memlake show`).
+    # saw there (`memlake show`); a refusal says when the lag may be why.
     cube = current_cube(Lake(settings.lake), args.cube_id)
-    if cube is None:
-        raise CubeNotFoundError(args.cube_id)
-    if not permits(cube, args.actor, cube.policy.rollback_by):
-        raise PermissionDeniedError(args.cube_id, principal=args.actor.principal, action="roll back")
-    if args.to_version > cube.version:
-        raise RollbackTargetError(args.cube_id, to_version=args.to_version, current=cube.version)
+    try:
+        if cube is None:
+            raise CubeNotFoundError(args.cube_id)
+        if not permits(cube, args.actor, cube.policy.rollback_by):
+            raise PermissionDeniedError(args.cube_id, principal=args.actor.principal, action="roll back")
+        if args.to_version > cube.version:
+            raise RollbackTargetError(args.cube_id, to_version=args.to_version, current=cube.version)
+    except (CubeNotFoundError, RollbackTargetError):
+        lag = lake_lag(settings)
+        if lag is not None and not lag.caught_up:
+            print(f"memlake: note: {lag.line()}", file=sys.stderr)
+        raise
     payload = CubeRolledBackPayload(to_version=args.to_version, reason=args.reason)
     event = new_event(CubeRolledBack, cube_id=args.cube_id, actor=args.actor, payload=payload)
     with EventProducer(settings.kafka) as producer:

@@ -21,8 +21,9 @@ from lake.lease import Lease
 from lake.schemas import DERIVED_TABLES
 from lake.tables import Lake
 from memlake.cli import main
+from memlake.events import CubeCreated, new_event
 from memlake.fold import FoldResult
-from memlake.model import MemoryStatus
+from memlake.model import Actor, ActorKind, MemoryStatus
 from memlake.settings import KafkaSettings, Settings
 from streams.reader import end_offsets
 from tests.pipelines.helpers import produce, pure_fold
@@ -147,6 +148,7 @@ def test_a_rollback_the_lake_shows_cannot_apply_is_refused_before_anything_is_em
     err = capsys.readouterr().err
     assert f"cube {cube_id!r} cannot roll back to version {latest + 1}" in err
     assert f"between 1 and the current version {latest}" in err
+    assert "note" not in err  # the lake holds the whole log: its lag is no reason
     assert main(["rollback", "no-such-cube", "--to-version", "1"]) == 1
     assert "cube 'no-such-cube' does not exist" in capsys.readouterr().err
     assert cube.policy.rollback_by == "owner"
@@ -157,6 +159,17 @@ def test_a_rollback_the_lake_shows_cannot_apply_is_refused_before_anything_is_em
     assert main(["rollback", cube_id, "--to-version", str(latest)]) == 0  # as system:memlake-cli
     assert f"for {cube_id} to version {latest}" in capsys.readouterr().out
     assert sum(end_offsets(in_folder, in_folder.events_topic).values()) == logged + 1
+
+    # A cube created a moment ago is in the log, not yet in the lake: the refusal says why.
+    owner = Actor(kind=ActorKind.USER, id="owner")
+    produce(in_folder, [new_event(CubeCreated, cube_id="just-created", actor=owner, payload={"name": "n"})])
+    assert main(["rollback", "just-created", "--to-version", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "cube 'just-created' does not exist" in err
+    assert (
+        "memlake: note: the lake is behind the log (2 events not landed): "
+        "`memlake materialize` brings it up" in err
+    )
 
 
 def test_compact_while_another_compaction_holds_the_lease_says_who_and_changes_nothing(
