@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from memlake.cli import arguments
-from memlake.errors import CubeNotFoundError, PermissionDeniedError, RollbackTargetError
+from memlake.errors import CubeNotFoundError, InfrastructureError, PermissionDeniedError, RollbackTargetError
 from memlake.settings import Settings
 
 
@@ -188,7 +188,10 @@ def _rollback(settings: Settings, args: argparse.Namespace) -> int:
         if args.to_version > cube.version:
             raise RollbackTargetError(args.cube_id, to_version=args.to_version, current=cube.version)
     except (CubeNotFoundError, RollbackTargetError):
-        lag = lake_lag(settings)
+        try:
+            lag = lake_lag(settings)
+        except InfrastructureError:
+            lag = None  # only a hint: Kafka or the store away does not change the refusal
         if lag is not None and not lag.caught_up:
             print(f"memlake: note: {lag.line()}", file=sys.stderr)
         raise

@@ -7,6 +7,7 @@ on the real broker into its own lake (a folder, or a bucket of the local S3 API)
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -136,8 +137,9 @@ def test_bad_requests_say_what_is_wrong(
     assert f"the events table has versions 0..{head}, not {head + 1}" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("quiet_kafka_client")
 def test_a_rollback_the_lake_shows_cannot_apply_is_refused_before_anything_is_emitted(
-    in_folder: KafkaSettings, capsys: pytest.CaptureFixture[str]
+    in_folder: KafkaSettings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cube = _materialized(in_folder, capsys, seed=33)[0].state.cube
     assert cube is not None
@@ -170,6 +172,14 @@ def test_a_rollback_the_lake_shows_cannot_apply_is_refused_before_anything_is_em
         "memlake: note: the lake is behind the log (2 events not landed): "
         "`memlake materialize` brings it up" in err
     )
+    # The note is a hint: with Kafka away the refusal stands, without it.
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("MEMLAKE_KAFKA_BOOTSTRAP", f"127.0.0.1:{sock.getsockname()[1]}")
+    monkeypatch.setenv("MEMLAKE_KAFKA_REQUEST_TIMEOUT_MS", "1000")
+    assert main(["rollback", "just-created", "--to-version", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err == "memlake: error: cube 'just-created' does not exist\n"
 
 
 def test_compact_while_another_compaction_holds_the_lease_says_who_and_changes_nothing(
