@@ -57,6 +57,7 @@ from memlake.events import (
     new_event,
     parse_event,
 )
+from memlake.fold import permits
 from memlake.model import Actor, ActorKind, MemoryKind, MemoryStatus, Source, utcnow
 from memlake.settings import Settings
 from pipelines.hot_memories import HotMemoriesTable
@@ -219,7 +220,7 @@ def check_permission(lake: Lake, footprint: Footprint, actor: Actor) -> None:
         if cube is None:
             denied.append(cube_id)  # not materialized yet: nobody but the system can vouch for it
             continue
-        if not cube.acl.grants(principal, cube.policy.erase_by):
+        if not permits(cube, actor, cube.policy.erase_by):
             denied.append(cube_id)
     if denied:
         raise ErasureDeniedError(footprint.subject_id, principal=principal, cubes=tuple(denied))

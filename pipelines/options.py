@@ -142,15 +142,14 @@ def step_errors() -> Iterator[None]:
 
 # How a worker in another process reports one (Beam's text of the error it caught).
 _STEP_NOTE = r"(?: \[while running '[^']+'\])?$"
+_LAKE_KINDS: dict[str, type[LakeError]] = {
+    kind.__name__: kind for kind in (ConcurrentWriteError, StoreUnavailableError)
+}
 _LAKE_TEXT = re.compile(
-    r"memlake\.errors\.(?P<kind>ConcurrentWriteError|StoreUnavailableError): "
+    rf"memlake\.errors\.(?P<kind>{'|'.join(_LAKE_KINDS)}): "
     r"lake table '(?P<table>[^']+)': (?P<problem>.*?)" + _STEP_NOTE,
     re.MULTILINE,
 )
-_LAKE_KINDS: dict[str, type[LakeError]] = {
-    "ConcurrentWriteError": ConcurrentWriteError,
-    "StoreUnavailableError": StoreUnavailableError,
-}
 _BROKER_TEXT = re.compile(
     r"memlake\.errors\.BrokerUnavailableError: Kafka at (?P<bootstrap>\S+) is unavailable: (?P<problem>.*?)"
     + _STEP_NOTE,
